@@ -1,0 +1,1 @@
+//! HTTP byte ranges and conditional requests (RFC 9110 §13, §14), as pure functions.
