@@ -1,6 +1,13 @@
 //! chunkd: a cache-tier node for encrypted, content-addressed chunks.
 //!
-//! The library is laid out as the path a chunk takes. See `ARCHITECTURE.md` for the
-//! bird's-eye view and the invariants of each module.
+//! The modules follow the path of a chunk. On the client side an image is cut into chunks
+//! ([`chunk`]), each sealed convergently ([`crypto`]) and named by the hash of its sealed
+//! bytes; [`image`] drives that for whole files (`chunkd pack` / `unpack`). On the node a
+//! chunk is split into erasure shards ([`erasure`]) and served over HTTP with byte ranges
+//! ([`range`]). See `ARCHITECTURE.md` for the bird's-eye view and each module's invariants.
 
+pub mod chunk;
+pub mod crypto;
+pub mod erasure;
+pub mod image;
 pub mod range;
