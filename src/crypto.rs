@@ -5,10 +5,10 @@
 //! use chunkd::chunk::ChunkId;
 //! use chunkd::crypto;
 //!
-//! let (sealed, key) = crypto::seal(b"some image bytes", b"salt");
+//! let (sealed, key) = crypto::seal(b"some image bytes".to_vec(), b"salt");
 //! let id = ChunkId::of(&sealed); // the name anyone can verify without the key
 //! assert!(id.verifies(&sealed));
-//! assert_eq!(crypto::open(&sealed, &key).unwrap(), b"some image bytes");
+//! assert_eq!(crypto::open(sealed, &key).unwrap(), b"some image bytes");
 //! ```
 //!
 //! Identical plaintext under the same salt seals to identical bytes, so chunks deduplicate
@@ -94,7 +94,9 @@ impl fmt::Debug for ChunkKey {
 /// Checks a salt's length; call before sealing many chunks with it.
 pub fn check_salt(salt: &[u8]) -> Result<(), SaltTooLong> {
     if salt.len() > SALT_LEN_BYTES_MAX {
-        return Err(SaltTooLong { len_bytes: salt.len() });
+        return Err(SaltTooLong {
+            len_bytes: salt.len(),
+        });
     }
     Ok(())
 }
@@ -102,7 +104,10 @@ pub fn check_salt(salt: &[u8]) -> Result<(), SaltTooLong> {
 /// Derives the key of `plaintext` under `salt`: BLAKE3 in key-derivation mode over the salt
 /// (length-prefixed, so `("ab", "c…")` and `("a", "bc…")` cannot collide) and the plaintext.
 pub fn derive_key(plaintext: &[u8], salt: &[u8]) -> ChunkKey {
-    assert!(salt.len() <= SALT_LEN_BYTES_MAX, "caller checks the salt with check_salt");
+    assert!(
+        salt.len() <= SALT_LEN_BYTES_MAX,
+        "caller checks the salt with check_salt"
+    );
     let mut hasher = blake3::Hasher::new_derive_key(KEY_CONTEXT);
     hasher.update(&(salt.len() as u64).to_le_bytes());
     hasher.update(salt);
@@ -110,41 +115,39 @@ pub fn derive_key(plaintext: &[u8], salt: &[u8]) -> ChunkKey {
     ChunkKey(*hasher.finalize().as_bytes())
 }
 
-/// Seals a borrowed plaintext: returns ciphertext ‖ tag and the key. Copies the plaintext
-/// once into the output (the AEAD works in place); use [`seal_owned`] to avoid even that.
-pub fn seal(plaintext: &[u8], salt: &[u8]) -> (Vec<u8>, ChunkKey) {
-    let mut buffer = Vec::with_capacity(plaintext.len() + TAG_LEN_BYTES);
-    buffer.extend_from_slice(plaintext);
-    seal_owned(buffer, salt)
-}
-
-/// Seals a plaintext the caller gives up, in place: no copy of the chunk is made. The
-/// buffer grows by the 16-byte tag (one reallocation at most when it has no spare room).
-pub fn seal_owned(mut buffer: Vec<u8>, salt: &[u8]) -> (Vec<u8>, ChunkKey) {
+/// Seals `plaintext` in place and returns ciphertext ‖ tag with the key. The buffer is
+/// taken, not borrowed, so no copy of the chunk is ever made: give it
+/// [`TAG_LEN_BYTES`] of spare capacity and not even the tag reallocates.
+pub fn seal(mut buffer: Vec<u8>, salt: &[u8]) -> (Vec<u8>, ChunkKey) {
     let key = derive_key(&buffer, salt);
     let tag = key
         .aead()
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(NONCE_BYTES), Aad::empty(), &mut buffer)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(NONCE_BYTES),
+            Aad::empty(),
+            &mut buffer,
+        )
         // ring refuses only inputs over GCM's 64 GiB limit; chunks are far smaller.
         .expect("a chunk is far below AES-GCM's length limit");
     buffer.extend_from_slice(tag.as_ref());
     (buffer, key)
 }
 
-/// Opens sealed bytes with their key, checking the tag: returns the plaintext, or an error
-/// if the key is wrong or any byte was altered.
-pub fn open(sealed: &[u8], key: &ChunkKey) -> Result<Vec<u8>, OpenError> {
-    open_owned(sealed.to_vec(), key)
-}
-
-/// Opens sealed bytes in place: the buffer becomes the plaintext.
-pub fn open_owned(mut sealed: Vec<u8>, key: &ChunkKey) -> Result<Vec<u8>, OpenError> {
+/// Opens sealed bytes with their key, in place, checking the tag: returns the plaintext
+/// (the same buffer), or an error if the key is wrong or any byte was altered.
+pub fn open(mut sealed: Vec<u8>, key: &ChunkKey) -> Result<Vec<u8>, OpenError> {
     if sealed.len() < TAG_LEN_BYTES {
-        return Err(OpenError::TooShort { len_bytes: sealed.len() });
+        return Err(OpenError::TooShort {
+            len_bytes: sealed.len(),
+        });
     }
     let plaintext_len = key
         .aead()
-        .open_in_place(Nonce::assume_unique_for_key(NONCE_BYTES), Aad::empty(), &mut sealed)
+        .open_in_place(
+            Nonce::assume_unique_for_key(NONCE_BYTES),
+            Aad::empty(),
+            &mut sealed,
+        )
         .map_err(|_| OpenError::TagMismatch)?
         .len();
     sealed.truncate(plaintext_len);

@@ -9,7 +9,11 @@ const MIB: usize = 1024 * 1024;
 /// All subsets of `0..total` with at most `max_len` members.
 fn subsets_up_to(total: usize, max_len: usize) -> Vec<ShardSet> {
     (0u32..1 << total)
-        .map(|bits| (0..total).filter(|i| bits & (1 << i) != 0).fold(ShardSet::empty(), ShardSet::with))
+        .map(|bits| {
+            (0..total)
+                .filter(|i| bits & (1 << i) != 0)
+                .fold(ShardSet::empty(), ShardSet::with)
+        })
         .filter(|set| set.len() <= max_len)
         .collect()
 }
@@ -29,8 +33,14 @@ fn check_every_loss_pattern(scheme: Scheme, chunk: &[u8]) {
         }
         let present = ShardSet::all(total).difference(lost);
         let mut views: Vec<&mut [u8]> = damaged.iter_mut().map(|s| s.as_mut_slice()).collect();
-        codec.rebuild(&mut views, present, ShardSet::all(total)).unwrap();
-        assert!(damaged == shards, "{scheme:?} len {} lost {lost:?}: rebuilt shards differ", chunk.len());
+        codec
+            .rebuild(&mut views, present, ShardSet::all(total))
+            .unwrap();
+        assert!(
+            damaged == shards,
+            "{scheme:?} len {} lost {lost:?}: rebuilt shards differ",
+            chunk.len()
+        );
     }
 }
 
@@ -40,7 +50,8 @@ fn chunk_strategy() -> impl Strategy<Value = Vec<u8>> {
     let len = prop_oneof![
         0..=MIB,
         (0usize..=256).prop_map(|n| n * 4096),
-        (0usize..=256, -3i64..=3).prop_map(|(n, d)| (n as i64 * 4096 + d).clamp(0, MIB as i64) as usize),
+        (0usize..=256, -3i64..=3)
+            .prop_map(|(n, d)| (n as i64 * 4096 + d).clamp(0, MIB as i64) as usize),
     ];
     (len, any::<u64>()).prop_map(|(len, seed)| {
         let mut state = seed | 1;
@@ -95,7 +106,13 @@ fn more_losses_than_parity_fail_without_touching_shards() {
         let present = (m + 1..k + m).fold(ShardSet::empty(), ShardSet::with);
         let mut views: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
         let result = codec.rebuild(&mut views, present, ShardSet::all(k + m));
-        assert_eq!(result, Err(RebuildError::TooFewShards { present: k - 1, needed: k }));
+        assert_eq!(
+            result,
+            Err(RebuildError::TooFewShards {
+                present: k - 1,
+                needed: k
+            })
+        );
         assert!(shards == before, "a failed rebuild must not write");
     }
 }
@@ -105,7 +122,9 @@ fn a_window_of_a_shard_rebuilds_on_its_own() {
     // Degraded range reads fetch only the aligned window of each shard they need.
     for (k, m) in [(4, 1), (4, 2)] {
         let scheme = Scheme::new(k, m).unwrap();
-        let chunk: Vec<u8> = (0..524_288u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let chunk: Vec<u8> = (0..524_288u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let layout = Layout::new(scheme, chunk.len() as u64);
         let mut codec = Codec::new(scheme);
         let shards = codec.encode_chunk(&layout, &chunk);
@@ -113,7 +132,13 @@ fn a_window_of_a_shard_rebuilds_on_its_own() {
         let mut windows: Vec<Vec<u8>> = shards.iter().map(|s| s[window.clone()].to_vec()).collect();
         windows[1].fill(0);
         let mut views: Vec<&mut [u8]> = windows.iter_mut().map(|s| s.as_mut_slice()).collect();
-        codec.rebuild(&mut views, ShardSet::all(k + m).without(1), ShardSet::single(1)).unwrap();
+        codec
+            .rebuild(
+                &mut views,
+                ShardSet::all(k + m).without(1),
+                ShardSet::single(1),
+            )
+            .unwrap();
         assert_eq!(windows[1], shards[1][window.clone()]);
     }
 }
@@ -124,7 +149,9 @@ fn parity_of_4_plus_1_is_the_xor_of_the_data_shards() {
     let chunk: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let layout = Layout::new(scheme, chunk.len() as u64);
     let shards = Codec::new(scheme).encode_chunk(&layout, &chunk);
-    let xor: Vec<u8> = (0..layout.shard_len_bytes()).map(|i| shards[..4].iter().fold(0, |acc, s| acc ^ s[i])).collect();
+    let xor: Vec<u8> = (0..layout.shard_len_bytes())
+        .map(|i| shards[..4].iter().fold(0, |acc, s| acc ^ s[i]))
+        .collect();
     assert_eq!(shards[4], xor);
 }
 
@@ -133,7 +160,9 @@ fn reed_solomon_parity_matches_the_library_decoder() {
     // Our cached linear-combination rebuild must agree with reed-solomon-simd's own decode.
     let (k, m) = (4, 2);
     let scheme = Scheme::new(k, m).unwrap();
-    let chunk: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+    let chunk: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
     let layout = Layout::new(scheme, chunk.len() as u64);
     let shards = Codec::new(scheme).encode_chunk(&layout, &chunk);
     let originals = [(1, &shards[1]), (3, &shards[3])];

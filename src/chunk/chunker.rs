@@ -34,12 +34,22 @@ impl<R: Read> Chunker<R> {
 
     /// Cuts `reader` into pieces of `chunk_size_bytes` (tests use small sizes).
     pub fn with_chunk_size(reader: R, chunk_size_bytes: usize) -> Chunker<R> {
-        assert!(chunk_size_bytes > 0, "a chunk size of zero would never advance");
-        Chunker { reader, offset_bytes: 0, chunk_size_bytes, done: false }
+        assert!(
+            chunk_size_bytes > 0,
+            "a chunk size of zero would never advance"
+        );
+        Chunker {
+            reader,
+            offset_bytes: 0,
+            chunk_size_bytes,
+            done: false,
+        }
     }
 
     fn next_piece(&mut self) -> io::Result<Option<Piece>> {
-        let mut bytes = vec![0u8; self.chunk_size_bytes];
+        // Room for the AEAD tag, so sealing the piece in place never reallocates it.
+        let mut bytes = Vec::with_capacity(self.chunk_size_bytes + crate::crypto::TAG_LEN_BYTES);
+        bytes.resize(self.chunk_size_bytes, 0);
         let len_bytes = read_full(&mut self.reader, &mut bytes)?;
         if len_bytes == 0 {
             return Ok(None);
@@ -52,9 +62,15 @@ impl<R: Read> Chunker<R> {
             self.done = true;
         }
         Ok(Some(if is_all_zero(&bytes) {
-            Piece::Hole { offset_bytes, len_bytes: len_bytes as u64 }
+            Piece::Hole {
+                offset_bytes,
+                len_bytes: len_bytes as u64,
+            }
         } else {
-            Piece::Data { offset_bytes, bytes }
+            Piece::Data {
+                offset_bytes,
+                bytes,
+            }
         }))
     }
 }
@@ -92,7 +108,9 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// inner loop while a non-zero block still ends the scan early.
 pub fn is_all_zero(bytes: &[u8]) -> bool {
     let (blocks, tail) = bytes.as_chunks::<64>();
-    blocks.iter().all(|block| block.iter().fold(0, |acc, b| acc | b) == 0)
+    blocks
+        .iter()
+        .all(|block| block.iter().fold(0, |acc, b| acc | b) == 0)
         && tail.iter().all(|&b| b == 0)
 }
 
@@ -101,7 +119,9 @@ mod tests {
     use super::*;
 
     fn pieces(input: &[u8], chunk_size_bytes: usize) -> Vec<Piece> {
-        Chunker::with_chunk_size(input, chunk_size_bytes).map(|p| p.unwrap()).collect()
+        Chunker::with_chunk_size(input, chunk_size_bytes)
+            .map(|p| p.unwrap())
+            .collect()
     }
 
     #[test]
@@ -115,9 +135,18 @@ mod tests {
         assert_eq!(
             pieces(&input, 4),
             vec![
-                Piece::Data { offset_bytes: 0, bytes: vec![1, 2, 3, 4] },
-                Piece::Hole { offset_bytes: 4, len_bytes: 4 },
-                Piece::Data { offset_bytes: 8, bytes: vec![0, 5] },
+                Piece::Data {
+                    offset_bytes: 0,
+                    bytes: vec![1, 2, 3, 4]
+                },
+                Piece::Hole {
+                    offset_bytes: 4,
+                    len_bytes: 4
+                },
+                Piece::Data {
+                    offset_bytes: 8,
+                    bytes: vec![0, 5]
+                },
             ]
         );
     }
@@ -128,8 +157,14 @@ mod tests {
         assert_eq!(
             pieces(&input, 2),
             vec![
-                Piece::Data { offset_bytes: 0, bytes: vec![7, 0] },
-                Piece::Hole { offset_bytes: 2, len_bytes: 1 },
+                Piece::Data {
+                    offset_bytes: 0,
+                    bytes: vec![7, 0]
+                },
+                Piece::Hole {
+                    offset_bytes: 2,
+                    len_bytes: 1
+                },
             ]
         );
     }

@@ -52,25 +52,29 @@ impl ChunkId {
             return Err(ParseIdError::Length { len_chars });
         }
         let mut id = [0u8; 32];
-        for (i, pair) in text.chunks_exact(2).enumerate() {
-            let hi = hex_digit(pair[0], 2 * i)?;
-            let lo = hex_digit(pair[1], 2 * i + 1)?;
-            id[i] = hi << 4 | lo;
+        let digit = |position: usize| {
+            hex_digit(text[position]).ok_or_else(|| ParseIdError::NotLowercaseHex {
+                // Every byte before `position` is an ASCII hex digit, so the byte position
+                // is also the character position, and the character starts there.
+                position,
+                found: String::from_utf8_lossy(&text[position..])
+                    .chars()
+                    .next()
+                    .unwrap_or('?'),
+            })
+        };
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = digit(2 * i)? << 4 | digit(2 * i + 1)?;
         }
         Ok(ChunkId(id))
     }
 }
 
-fn hex_digit(byte: u8, position: usize) -> Result<u8, ParseIdError> {
+fn hex_digit(byte: u8) -> Option<u8> {
     match byte {
-        b'0'..=b'9' => Ok(byte - b'0'),
-        b'a'..=b'f' => Ok(byte - b'a' + 10),
-        _ => Err(ParseIdError::NotLowercaseHex {
-            position,
-            // A non-ASCII byte is shown as the replacement character; the length check
-            // above already passed, so the position is still meaningful.
-            found: if byte.is_ascii() { byte as char } else { char::REPLACEMENT_CHARACTER },
-        }),
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
     }
 }
 

@@ -27,7 +27,10 @@ impl Codec {
     /// A codec for `scheme`.
     pub fn new(scheme: Scheme) -> Codec {
         let reed_solomon = (scheme.parity_shards() >= 2).then(|| ReedSolomon::new(scheme));
-        Codec { scheme, reed_solomon }
+        Codec {
+            scheme,
+            reed_solomon,
+        }
     }
 
     /// The scheme this codec encodes.
@@ -38,11 +41,22 @@ impl Codec {
     /// Computes the `m` parity shards of `k` data shards. All shards have one length, a
     /// multiple of 64 bytes.
     pub fn encode(&mut self, data: &[&[u8]], parity: &mut [&mut [u8]]) {
-        assert_eq!(data.len(), self.scheme.data_shards(), "one slice per data shard");
-        assert_eq!(parity.len(), self.scheme.parity_shards(), "one slice per parity shard");
+        assert_eq!(
+            data.len(),
+            self.scheme.data_shards(),
+            "one slice per data shard"
+        );
+        assert_eq!(
+            parity.len(),
+            self.scheme.parity_shards(),
+            "one slice per parity shard"
+        );
         let len = data[0].len();
         assert!(data.iter().all(|s| s.len() == len) && parity.iter().all(|s| s.len() == len));
-        assert!(len.is_multiple_of(64), "shard length {len} is not a multiple of 64");
+        assert!(
+            len.is_multiple_of(64),
+            "shard length {len} is not a multiple of 64"
+        );
         match (&mut self.reed_solomon, parity) {
             (_, []) => {}
             (None, [xor]) => xor_of(xor, data),
@@ -59,7 +73,8 @@ impl Codec {
         let mut parity = vec![vec![0u8; layout.shard_len_bytes()]; self.scheme.parity_shards()];
         {
             let data: Vec<&[u8]> = shards.iter().map(Vec::as_slice).collect();
-            let mut parity_views: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+            let mut parity_views: Vec<&mut [u8]> =
+                parity.iter_mut().map(Vec::as_mut_slice).collect();
             self.encode(&data, &mut parity_views);
         }
         shards.extend(parity);
@@ -82,16 +97,24 @@ impl Codec {
         let total = self.scheme.total_shards();
         assert_eq!(shards.len(), total, "one slice per shard");
         let present = present.intersection(ShardSet::all(total));
-        let missing = wanted.intersection(ShardSet::all(total)).difference(present);
+        let missing = wanted
+            .intersection(ShardSet::all(total))
+            .difference(present);
         if missing.is_empty() {
             return Ok(());
         }
         let needed = self.scheme.data_shards();
         if present.len() < needed {
-            return Err(RebuildError::TooFewShards { present: present.len(), needed });
+            return Err(RebuildError::TooFewShards {
+                present: present.len(),
+                needed,
+            });
         }
         let len = check_lengths(shards, present.iter().chain(missing.iter()));
-        assert!(len.is_multiple_of(64), "window length {len} is not a multiple of 64");
+        assert!(
+            len.is_multiple_of(64),
+            "window length {len} is not a multiple of 64"
+        );
         match &mut self.reed_solomon {
             Some(rs) => rs.rebuild(shards, present, missing),
             // m ≤ 1 and at least k present: exactly one shard is missing, and it is the
@@ -114,7 +137,11 @@ fn check_lengths(shards: &[&mut [u8]], mut indices: impl Iterator<Item = usize>)
     let first = indices.next().expect("at least one shard is involved");
     let len = shards[first].len();
     for i in indices {
-        assert_eq!(shards[i].len(), len, "shard {i} window differs in length from shard {first}");
+        assert_eq!(
+            shards[i].len(),
+            len,
+            "shard {i} window differs in length from shard {first}"
+        );
     }
     len
 }

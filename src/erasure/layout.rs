@@ -39,7 +39,10 @@ pub enum SchemeError {
 
 impl Scheme {
     /// The paper's scheme: four data stripes and one XOR parity stripe.
-    pub const DEFAULT: Scheme = Scheme { data_shards: 4, parity_shards: 1 };
+    pub const DEFAULT: Scheme = Scheme {
+        data_shards: 4,
+        parity_shards: 1,
+    };
 
     /// `k` data shards and `m` parity shards, `k ≥ 1` and `k + m ≤ 32`.
     pub fn new(k: usize, m: usize) -> Result<Scheme, SchemeError> {
@@ -47,10 +50,17 @@ impl Scheme {
             return Err(SchemeError::NoDataShards);
         }
         if k + m > ShardSet::CAPACITY {
-            return Err(SchemeError::TooManyShards { k, m, max: ShardSet::CAPACITY });
+            return Err(SchemeError::TooManyShards {
+                k,
+                m,
+                max: ShardSet::CAPACITY,
+            });
         }
         // Both fit in u8: their sum is at most 32.
-        Ok(Scheme { data_shards: k as u8, parity_shards: m as u8 })
+        Ok(Scheme {
+            data_shards: k as u8,
+            parity_shards: m as u8,
+        })
     }
 
     /// `k`: the number of data shards, and of shards needed to rebuild.
@@ -107,7 +117,11 @@ impl Layout {
         let shard_len_bytes = usize::try_from(per_shard)
             .expect("chunk lengths are bounded far below usize::MAX")
             .next_multiple_of(SHARD_ALIGN_BYTES);
-        Layout { scheme, chunk_len_bytes, shard_len_bytes }
+        Layout {
+            scheme,
+            chunk_len_bytes,
+            shard_len_bytes,
+        }
     }
 
     /// The scheme.
@@ -132,7 +146,10 @@ impl Layout {
 
     /// The chunk bytes that data shard `shard` holds (empty for a shard wholly past the end).
     pub fn chunk_bytes_of(&self, shard: usize) -> Range<u64> {
-        assert!(shard < self.scheme.data_shards(), "only data shards hold chunk bytes");
+        assert!(
+            shard < self.scheme.data_shards(),
+            "only data shards hold chunk bytes"
+        );
         let start = (shard * self.shard_len_bytes) as u64;
         let end = start + self.shard_len_bytes as u64;
         start.min(self.chunk_len_bytes)..end.min(self.chunk_len_bytes)
@@ -170,7 +187,11 @@ impl Layout {
     /// Cuts `chunk` into zero-padded data shards (allocating; the store uses one padded
     /// buffer instead).
     pub fn split(&self, chunk: &[u8]) -> Vec<Vec<u8>> {
-        assert_eq!(chunk.len() as u64, self.chunk_len_bytes, "chunk length differs from layout");
+        assert_eq!(
+            chunk.len() as u64,
+            self.chunk_len_bytes,
+            "chunk length differs from layout"
+        );
         (0..self.scheme.data_shards())
             .map(|shard| {
                 let bytes = self.chunk_bytes_of(shard);
@@ -203,8 +224,13 @@ mod tests {
 
     #[test]
     fn shard_length_is_quarter_rounded_to_4096() {
-        for (len, shard_len) in [(0, 0), (1, 4096), (16384, 4096), (16385, 8192), (524288, 131072)]
-        {
+        for (len, shard_len) in [
+            (0, 0),
+            (1, 4096),
+            (16384, 4096),
+            (16385, 8192),
+            (524288, 131072),
+        ] {
             assert_eq!(layout(len).shard_len_bytes(), shard_len, "len {len}");
         }
     }
@@ -215,8 +241,18 @@ mod tests {
         assert_eq!(
             spans,
             vec![
-                ShardSpan { shard: 1, shard_offset_bytes: 68928, len_bytes: 62144, chunk_offset_bytes: 200000 },
-                ShardSpan { shard: 2, shard_offset_bytes: 0, len_bytes: 3392, chunk_offset_bytes: 262144 },
+                ShardSpan {
+                    shard: 1,
+                    shard_offset_bytes: 68928,
+                    len_bytes: 62144,
+                    chunk_offset_bytes: 200000
+                },
+                ShardSpan {
+                    shard: 2,
+                    shard_offset_bytes: 0,
+                    len_bytes: 3392,
+                    chunk_offset_bytes: 262144
+                },
             ]
         );
         assert_eq!(spans[0].aligned(), 65536..131072);
@@ -239,7 +275,10 @@ mod tests {
     #[test]
     fn schemes_are_bounded() {
         assert_eq!(Scheme::new(0, 1), Err(SchemeError::NoDataShards));
-        assert!(matches!(Scheme::new(30, 3), Err(SchemeError::TooManyShards { .. })));
+        assert!(matches!(
+            Scheme::new(30, 3),
+            Err(SchemeError::TooManyShards { .. })
+        ));
         assert!(Scheme::new(30, 2).is_ok());
     }
 }

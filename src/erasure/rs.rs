@@ -58,8 +58,10 @@ impl ReedSolomon {
     pub(super) fn new(scheme: Scheme) -> ReedSolomon {
         let (k, m) = (scheme.data_shards(), scheme.parity_shards());
         // The library supports any k, m with k + m ≤ 65536; Scheme bounds them to 32.
-        let encoder = ReedSolomonEncoder::new(k, m, PROBE_SHARD_BYTES).expect("scheme within library bounds");
-        let decoder = ReedSolomonDecoder::new(k, m, PROBE_SHARD_BYTES).expect("scheme within library bounds");
+        let encoder =
+            ReedSolomonEncoder::new(k, m, PROBE_SHARD_BYTES).expect("scheme within library bounds");
+        let decoder =
+            ReedSolomonDecoder::new(k, m, PROBE_SHARD_BYTES).expect("scheme within library bounds");
         let mut rs = ReedSolomon {
             scheme,
             encoder,
@@ -80,9 +82,13 @@ impl ReedSolomon {
         if len == 0 {
             return;
         }
-        self.encoder.reset(k, m, len).expect("scheme and length checked by Codec");
+        self.encoder
+            .reset(k, m, len)
+            .expect("scheme and length checked by Codec");
         for shard in data {
-            self.encoder.add_original_shard(shard).expect("k shards of one length");
+            self.encoder
+                .add_original_shard(shard)
+                .expect("k shards of one length");
         }
         let result = self.encoder.encode().expect("all k shards were added");
         for (out, recovery) in parity.iter_mut().zip(result.recovery_iter()) {
@@ -90,10 +96,18 @@ impl ReedSolomon {
         }
     }
 
-    pub(super) fn rebuild(&mut self, shards: &mut [&mut [u8]], present: ShardSet, missing: ShardSet) {
+    pub(super) fn rebuild(
+        &mut self,
+        shards: &mut [&mut [u8]],
+        present: ShardSet,
+        missing: ShardSet,
+    ) {
         // Any k present shards will do; the lowest indices favour data shards, and a stable
         // choice keeps the number of cached patterns small.
-        let sources: ShardSet = present.iter().take(self.scheme.data_shards()).fold(ShardSet::empty(), ShardSet::with);
+        let sources: ShardSet = present
+            .iter()
+            .take(self.scheme.data_shards())
+            .fold(ShardSet::empty(), ShardSet::with);
         if !self.recipes.contains_key(&sources.bits()) {
             if self.recipes.len() >= RECIPES_MAX {
                 self.recipes.clear();
@@ -110,7 +124,13 @@ impl ReedSolomon {
                 .zip(&recipe.coefficients[target])
                 .map(|(&source, &coefficient)| (&*shards[source], coefficient))
                 .collect();
-            combine(&self.engine, self.exp_log, &mut self.scratch, output, &terms);
+            combine(
+                &self.engine,
+                self.exp_log,
+                &mut self.scratch,
+                output,
+                &terms,
+            );
             shards[target] = output;
         }
     }
@@ -136,15 +156,24 @@ impl ReedSolomon {
                 t => self.parity_from_sources(t - k, &data_from_sources),
             })
             .collect();
-        Recipe { sources: source_list, coefficients }
+        Recipe {
+            sources: source_list,
+            coefficients,
+        }
     }
 
     /// Parity shard `p` in terms of the sources: `Σ_d parity[d][p] · data[d][j]`.
-    fn parity_from_sources(&self, p: usize, data_from_sources: &[Vec<GfElement>]) -> Vec<GfElement> {
+    fn parity_from_sources(
+        &self,
+        p: usize,
+        data_from_sources: &[Vec<GfElement>],
+    ) -> Vec<GfElement> {
         let k = self.scheme.data_shards();
         (0..k)
             .map(|j| {
-                (0..k).fold(0, |sum, d| sum ^ self.gf_mul(self.parity_coefficients[d][p], data_from_sources[d][j]))
+                (0..k).fold(0, |sum, d| {
+                    sum ^ self.gf_mul(self.parity_coefficients[d][p], data_from_sources[d][j])
+                })
             })
             .collect()
     }
@@ -153,11 +182,18 @@ impl ReedSolomon {
     /// shard `d` contributes to each parity shard.
     fn encode_unit(&mut self, d: usize) -> Vec<GfElement> {
         let (k, m) = (self.scheme.data_shards(), self.scheme.parity_shards());
-        self.encoder.reset(k, m, PROBE_SHARD_BYTES).expect("probe size is valid");
+        self.encoder
+            .reset(k, m, PROBE_SHARD_BYTES)
+            .expect("probe size is valid");
         for i in 0..k {
-            self.encoder.add_original_shard(probe_shard(i == d)).expect("k probe shards");
+            self.encoder
+                .add_original_shard(probe_shard(i == d))
+                .expect("k probe shards");
         }
-        let result = self.encoder.encode().expect("all k probe shards were added");
+        let result = self
+            .encoder
+            .encode()
+            .expect("all k probe shards were added");
         result.recovery_iter().map(symbol0).collect()
     }
 
@@ -165,24 +201,38 @@ impl ReedSolomon {
     /// restored data shard with its symbol: the coefficient of `unit` for that shard.
     fn decode_unit(&mut self, sources: &[usize], unit: usize) -> Vec<(usize, GfElement)> {
         let (k, m) = (self.scheme.data_shards(), self.scheme.parity_shards());
-        self.decoder.reset(k, m, PROBE_SHARD_BYTES).expect("probe size is valid");
+        self.decoder
+            .reset(k, m, PROBE_SHARD_BYTES)
+            .expect("probe size is valid");
         for &source in sources {
             let shard = probe_shard(source == unit);
             if source < k {
-                self.decoder.add_original_shard(source, shard).expect("distinct sources");
+                self.decoder
+                    .add_original_shard(source, shard)
+                    .expect("distinct sources");
             } else {
-                self.decoder.add_recovery_shard(source - k, shard).expect("distinct sources");
+                self.decoder
+                    .add_recovery_shard(source - k, shard)
+                    .expect("distinct sources");
             }
         }
         let result = self.decoder.decode().expect("k sources suffice to decode");
-        result.restored_original_iter().map(|(d, shard)| (d, symbol0(shard))).collect()
+        result
+            .restored_original_iter()
+            .map(|(d, shard)| (d, symbol0(shard)))
+            .collect()
     }
 
     fn gf_mul(&self, a: GfElement, b: GfElement) -> GfElement {
         if a == 0 || b == 0 {
             return 0;
         }
-        tables::mul(a, self.exp_log.log[b as usize], &self.exp_log.exp, &self.exp_log.log)
+        tables::mul(
+            a,
+            self.exp_log.log[b as usize],
+            &self.exp_log.exp,
+            &self.exp_log.log,
+        )
     }
 }
 

@@ -19,7 +19,11 @@ impl ShardSet {
     /// `{0, 1, …, count - 1}`.
     pub const fn all(count: usize) -> ShardSet {
         assert!(count <= Self::CAPACITY);
-        if count == Self::CAPACITY { ShardSet(u32::MAX) } else { ShardSet((1u32 << count) - 1) }
+        if count == Self::CAPACITY {
+            ShardSet(u32::MAX)
+        } else {
+            ShardSet((1u32 << count) - 1)
+        }
     }
 
     /// `{index}`.
