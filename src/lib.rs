@@ -11,3 +11,4 @@ pub mod crypto;
 pub mod erasure;
 pub mod image;
 pub mod range;
+pub mod store;

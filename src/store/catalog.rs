@@ -1,0 +1,202 @@
+//! The catalog: the durable record of which chunks the store holds and where, in `redb`
+//! (a crash-safe embedded B-tree: copy-on-write pages, checksummed commits, one fsync per
+//! durable commit), at `{data_dir}/catalog.redb`.
+//!
+//! A chunk is *stored* exactly when its record is in the catalog. Records are written only
+//! after the chunk's shards are on the devices (see `commit`), so a crash at any moment
+//! leaves either no record — the half-written shards are in space no record claims, free
+//! again at the next start — or a record whose shards are all there.
+//!
+//! Tables: `chunks` maps the full 32-byte id to a 16-byte record (generation, offset,
+//! length); `meta` holds the store's UUID and geometry.
+//!
+//! **Architecture invariant:** the only module that touches the catalog file.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::geometry::{SUPERBLOCK_BYTES, Superblock};
+use crate::chunk::ChunkId;
+
+const CHUNKS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("chunks");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const META_SUPERBLOCK: &str = "superblock";
+
+/// Where a stored chunk is, as the catalog keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub generation: u64,
+    pub offset_blocks: u32,
+    pub len_bytes: u32,
+}
+
+impl Record {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[0..8].copy_from_slice(&self.generation.to_le_bytes());
+        out[8..12].copy_from_slice(&self.offset_blocks.to_le_bytes());
+        out[12..16].copy_from_slice(&self.len_bytes.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8; 16]) -> Record {
+        Record {
+            generation: u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
+            offset_blocks: u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")),
+            len_bytes: u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")),
+        }
+    }
+}
+
+/// One change in a commit.
+pub enum Change {
+    /// Store a new chunk, unless it or another chunk with its 64-bit prefix is there.
+    Insert(ChunkId, Record),
+    /// Forget a chunk.
+    Remove(ChunkId),
+}
+
+/// What a change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    /// The chunk was already stored (by an earlier or concurrent PUT): nothing changed.
+    AlreadyPresent,
+    /// Another chunk has the same 64-bit id prefix; this one cannot be indexed.
+    PrefixTaken,
+    Removed(Record),
+    NotFound,
+}
+
+/// The open catalog.
+pub struct Catalog {
+    db: Database,
+}
+
+impl Catalog {
+    /// Opens or creates the catalog file.
+    pub fn open(path: &Path) -> Result<Catalog, redb::Error> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(CHUNKS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Catalog { db })
+    }
+
+    /// The store's identity and geometry, once the store has been formatted.
+    pub fn superblock(&self) -> Result<Option<Superblock>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta
+            .get(META_SUPERBLOCK)?
+            .and_then(|bytes| Superblock::decode(bytes.value())))
+    }
+
+    /// Records the store's identity and geometry (at format time).
+    pub fn set_superblock(&self, superblock: &Superblock) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_SUPERBLOCK, &superblock.encode()[..SUPERBLOCK_BYTES])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Calls `visit` for every stored chunk, in id order.
+    pub fn for_each(&self, mut visit: impl FnMut(ChunkId, Record)) -> Result<(), redb::Error> {
+        let txn = self.db.begin_read()?;
+        for row in txn.open_table(CHUNKS)?.iter()? {
+            let (id, record) = row?;
+            visit(
+                ChunkId::from_bytes(*id.value()),
+                Record::decode(record.value()),
+            );
+        }
+        Ok(())
+    }
+
+    /// Calls `visit` for up to `limit` chunks with ids after `after`, in id order; returns
+    /// the last id visited. Lets background work walk the catalog in short read
+    /// transactions.
+    pub fn for_each_after(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+        mut visit: impl FnMut(ChunkId, Record),
+    ) -> Result<Option<ChunkId>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHUNKS)?;
+        let rows = match after {
+            Some(id) => table.range::<&[u8; 32]>((
+                std::ops::Bound::Excluded(id.as_bytes()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => table.range::<&[u8; 32]>(..)?,
+        };
+        let mut last = None;
+        for row in rows.take(limit) {
+            let (id, record) = row?;
+            let id = ChunkId::from_bytes(*id.value());
+            visit(id, Record::decode(record.value()));
+            last = Some(id);
+        }
+        Ok(last)
+    }
+
+    /// The record of `id`.
+    pub fn get(&self, id: &ChunkId) -> Result<Option<Record>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHUNKS)?;
+        Ok(table
+            .get(id.as_bytes())?
+            .map(|record| Record::decode(record.value())))
+    }
+
+    /// Applies `changes` in one durable transaction (one fsync for the lot) and returns
+    /// what each did.
+    pub fn commit(&self, changes: &[Change]) -> Result<Vec<Applied>, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let applied = {
+            let mut table = txn.open_table(CHUNKS)?;
+            changes
+                .iter()
+                .map(|change| apply(&mut table, change))
+                .collect::<Result<Vec<_>, redb::Error>>()?
+        };
+        txn.commit()?;
+        Ok(applied)
+    }
+}
+
+fn apply(
+    table: &mut redb::Table<&[u8; 32], &[u8; 16]>,
+    change: &Change,
+) -> Result<Applied, redb::Error> {
+    match change {
+        Change::Insert(id, record) => {
+            if table.get(id.as_bytes())?.is_some() {
+                return Ok(Applied::AlreadyPresent);
+            }
+            let (low, high) = prefix_bounds(id);
+            if table.range::<&[u8; 32]>(&low..=&high)?.next().is_some() {
+                return Ok(Applied::PrefixTaken);
+            }
+            table.insert(id.as_bytes(), &record.encode())?;
+            Ok(Applied::Inserted)
+        }
+        Change::Remove(id) => Ok(match table.remove(id.as_bytes())? {
+            Some(old) => Applied::Removed(Record::decode(old.value())),
+            None => Applied::NotFound,
+        }),
+    }
+}
+
+/// The smallest and largest ids that share `id`'s first 8 bytes (the index key).
+fn prefix_bounds(id: &ChunkId) -> ([u8; 32], [u8; 32]) {
+    let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
+    low[..8].copy_from_slice(&id.as_bytes()[..8]);
+    high[..8].copy_from_slice(&id.as_bytes()[..8]);
+    (low, high)
+}

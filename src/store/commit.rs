@@ -1,0 +1,191 @@
+//! The commit thread: makes shard writes durable and records them in the catalog, many
+//! chunks at a time.
+//!
+//! Write order for a chunk: (1) its shards are written and the writes complete; (2) this
+//! thread flushes every device written since the last flush (fdatasync, devices in
+//! parallel); (3) it commits the chunk's record to the catalog (one redb fsync); (4) it puts
+//! the chunk in the index, and only then (5) the PUT is answered. A crash before (3) leaves
+//! shards no record claims (free space at the next start); after (3) every shard is durable.
+//!
+//! Group commit: the thread takes every request waiting when it wakes (up to
+//! [`BATCH_MAX`]), so under load one flush and one catalog fsync serve many PUTs, and with
+//! one PUT in flight the latency is one flush plus one fsync.
+//!
+//! Removals are committed the same way; their space goes into quarantine (see `space`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam::channel::Receiver;
+use tokio::sync::oneshot;
+
+use super::catalog::{Applied, Change, Record};
+use super::device::DeviceHandle;
+use super::index::{Entry, key_of};
+use super::{Core, Engine, StoreError, lock};
+use crate::chunk::ChunkId;
+
+/// Most requests committed in one transaction: bounds the latency one batch adds.
+const BATCH_MAX: usize = 256;
+
+/// Where the commit thread answers a request.
+pub(super) type Reply = oneshot::Sender<Result<Applied, StoreError>>;
+
+/// A request to the commit thread.
+pub(super) enum Request {
+    Insert {
+        id: ChunkId,
+        record: Record,
+        blocks: u32,
+        reply: Reply,
+    },
+    Remove {
+        id: ChunkId,
+        reply: Reply,
+    },
+}
+
+/// Starts the commit thread; it ends when every sender is dropped.
+pub(super) fn spawn<E: Engine>(core: Arc<Core<E>>, requests: Receiver<Request>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("chunkd-commit".into())
+        .spawn(move || {
+            while let Ok(first) = requests.recv() {
+                let mut batch = vec![first];
+                batch.extend(requests.try_iter().take(BATCH_MAX - 1));
+                commit_batch(&core, batch);
+            }
+        })
+        .expect("the commit thread starts")
+}
+
+fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
+    let now = Instant::now();
+    let any_insert = batch.iter().any(|r| matches!(r, Request::Insert { .. }));
+    let flush_error = if any_insert {
+        flush_devices(core).err()
+    } else {
+        None
+    };
+    let mut committing = Vec::with_capacity(batch.len());
+    for request in batch {
+        match (&request, &flush_error) {
+            // Without the flush the new shards may not be durable: refuse the inserts.
+            (Request::Insert { .. }, Some(error)) => {
+                finish(core, request, Err(StoreError::Io(error.clone())), now)
+            }
+            _ => committing.push(request),
+        }
+    }
+    let changes: Vec<Change> = committing
+        .iter()
+        .map(|request| match request {
+            Request::Insert { id, record, .. } => Change::Insert(*id, *record),
+            Request::Remove { id, .. } => Change::Remove(*id),
+        })
+        .collect();
+    match core.catalog.commit(&changes) {
+        Ok(outcomes) => {
+            for (request, outcome) in committing.into_iter().zip(outcomes) {
+                finish(core, request, Ok(outcome), now);
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for request in committing {
+                finish(
+                    core,
+                    request,
+                    Err(StoreError::Catalog(message.clone())),
+                    now,
+                );
+            }
+        }
+    }
+}
+
+/// Applies a committed outcome to memory and answers the request.
+fn finish<E: Engine>(
+    core: &Core<E>,
+    request: Request,
+    outcome: Result<Applied, StoreError>,
+    now: Instant,
+) {
+    match request {
+        Request::Insert {
+            id,
+            record,
+            blocks,
+            reply,
+        } => {
+            let group = core.geometry.placement(&id).group;
+            if matches!(outcome, Ok(Applied::Inserted)) {
+                let entry = entry_of(&id, &record);
+                core.index.insert(entry);
+                core.chunks_per_group[group].fetch_add(1, Ordering::Relaxed);
+            } else {
+                // The chunk never became visible: its space can be reused at once.
+                lock(&core.space[group]).free_now(record.offset_blocks, blocks);
+            }
+            let _ = reply.send(outcome);
+        }
+        Request::Remove { id, reply } => {
+            if let Ok(Applied::Removed(record)) = &outcome {
+                let group = core.geometry.placement(&id).group;
+                core.index.remove_if(key_of(&id), &entry_of(&id, record));
+                core.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
+                let blocks =
+                    super::write::extent_blocks(core.config.scheme, u64::from(record.len_bytes));
+                lock(&core.space[group]).free(record.offset_blocks, blocks, now);
+            }
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+pub(super) fn entry_of(id: &ChunkId, record: &Record) -> Entry {
+    Entry {
+        key: key_of(id),
+        generation: record.generation,
+        offset_blocks: record.offset_blocks,
+        len_bytes: record.len_bytes,
+    }
+}
+
+/// Flushes every usable device written since its last flush, all at once.
+fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
+    let dirty: Vec<_> = core
+        .devices
+        .iter()
+        .filter(|d| d.counters.usable() && d.dirty.swap(false, Ordering::AcqRel))
+        .collect();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let flushes: Vec<_> = dirty
+            .iter()
+            .map(|d| scope.spawn(|| d.handle.sync_data()))
+            .collect();
+        flushes
+            .into_iter()
+            .map(|f| f.join().expect("a flush does not panic"))
+            .collect()
+    });
+    let mut first_error = None;
+    for (device, result) in dirty.iter().zip(results) {
+        match result {
+            Ok(()) => device.counters.succeeded(),
+            Err(error) => {
+                device.dirty.store(true, Ordering::Release);
+                if device.counters.failed(
+                    &device.counters.write_errors,
+                    core.config.device_error_limit,
+                ) {
+                    tracing::error!(device = %device.spec, "device taken offline after repeated errors");
+                }
+                first_error.get_or_insert(format!("flushing {}: {error}", device.spec));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

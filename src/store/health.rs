@@ -1,0 +1,121 @@
+//! Health of the store: per-device state and error counts, rebuilds, repairs and chunks at
+//! risk, kept in atomics so any core updates them without locks and metrics read them.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+/// State of one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Serving reads and writes.
+    Online,
+    /// Failed too often in a row: no I/O is sent to it; its shards are rebuilt on read.
+    Offline,
+    /// New or replaced: written to, and being refilled from the other devices.
+    Refilling,
+}
+
+impl DeviceState {
+    /// A metric-friendly name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Online => "online",
+            DeviceState::Offline => "offline",
+            DeviceState::Refilling => "refilling",
+        }
+    }
+
+    fn encode(self) -> u8 {
+        self as u8
+    }
+
+    fn decode(value: u8) -> DeviceState {
+        match value {
+            0 => DeviceState::Online,
+            1 => DeviceState::Offline,
+            _ => DeviceState::Refilling,
+        }
+    }
+}
+
+/// Counters of one device.
+#[derive(Default)]
+pub struct DeviceCounters {
+    state: AtomicU8,
+    consecutive_errors: AtomicU32,
+    pub read_errors: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub checksum_errors: AtomicU64,
+}
+
+impl DeviceCounters {
+    /// The device's state.
+    pub fn state(&self) -> DeviceState {
+        DeviceState::decode(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Sets the device's state.
+    pub fn set_state(&self, state: DeviceState) {
+        self.state.store(state.encode(), Ordering::Relaxed);
+    }
+
+    /// True unless the device is offline.
+    pub fn usable(&self) -> bool {
+        self.state() != DeviceState::Offline
+    }
+
+    /// Records a successful I/O.
+    pub fn succeeded(&self) {
+        self.consecutive_errors.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a failed I/O; returns true when this failure takes the device offline
+    /// (`limit` failures in a row).
+    pub fn failed(&self, counter: &AtomicU64, limit: u32) -> bool {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_a_row >= limit && self.state() != DeviceState::Offline {
+            self.set_state(DeviceState::Offline);
+            return true;
+        }
+        false
+    }
+}
+
+/// Store-wide counters.
+#[derive(Default)]
+pub struct StoreCounters {
+    /// Shards rebuilt from the others to answer a read.
+    pub shards_rebuilt: AtomicU64,
+    /// Shards rewritten by repair or refill.
+    pub shards_repaired: AtomicU64,
+    /// Chunks that had fewer than `k` sound shards when read or repaired.
+    pub chunks_unreadable: AtomicU64,
+    /// Repairs dropped because the queue was full (a later scrub finds them again).
+    pub repairs_dropped: AtomicU64,
+    /// Bytes read and written by repair and refill.
+    pub repair_bytes: AtomicU64,
+}
+
+/// A snapshot for metrics and `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub devices: Vec<DeviceHealth>,
+    pub shards_rebuilt: u64,
+    pub shards_repaired: u64,
+    pub chunks_unreadable: u64,
+    pub repairs_dropped: u64,
+    pub repairs_queued: u64,
+    /// Chunks with a shard on a device that is offline or not yet refilled, plus chunks
+    /// queued for repair: chunks one more fault away from being unreadable (for m = 1).
+    pub chunks_at_risk: u64,
+}
+
+/// One device in a [`Health`] snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceHealth {
+    pub path: String,
+    pub state: DeviceState,
+    pub read_errors: u64,
+    pub write_errors: u64,
+    pub checksum_errors: u64,
+}

@@ -1,0 +1,306 @@
+//! The flash store: chunk ids in, verified chunk bytes out, with every chunk erasure-coded
+//! across the devices as `k` data and `m` parity shards.
+//!
+//! ```text
+//!  put: ChunkBuffer ─▶ encode parity ─▶ k+m shard writes, in parallel ─▶ commit ─▶ index
+//!  read: index ─▶ aligned windows of the shards holding the range ─▶ verify ─▶ (rebuild)
+//! ```
+//!
+//! Files, by role: `geometry` (where shards go), `shard` (the self-checking shard header),
+//! `space` (free space per group), `index` (id → location, in memory), `catalog` (the
+//! durable record, in redb) and `commit` (the thread that writes it), `write` and `read`
+//! (the data paths), `repair` (background repair and refill), `health`, `device` (the I/O
+//! engines), `aligned` (O_DIRECT buffers), `open` (start-up and recovery).
+//!
+//! Threads: [`Store`] is shared by all cores; each core makes its own [`LocalStore`] with
+//! its own device handles (one io_uring per core) and erasure codec. Reads take no lock but
+//! one index shard's read lock; writes also lock their group's free space briefly.
+//!
+//! **Architecture invariants:** a chunk is stored exactly when its catalog record is
+//! committed, and a record is committed only after all its shards are durable on the
+//! devices; space a record claims is never written except to repair the same shard in
+//! place; every byte returned was checked against its shard's checksums and header.
+
+mod aligned;
+mod catalog;
+mod chunk_buffer;
+mod commit;
+pub mod device;
+mod geometry;
+mod health;
+mod index;
+mod open;
+mod read;
+mod repair;
+mod shard;
+mod space;
+mod write;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
+pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
+pub use device::{DeviceSpec, Engine};
+pub use geometry::Geometry;
+pub use health::{DeviceHealth, DeviceState, Health};
+pub use open::OpenReport;
+pub use read::ChunkBytes;
+pub use write::PutOutcome;
+
+use crate::chunk::ChunkId;
+use crate::erasure::{Codec, Scheme};
+use device::DeviceHandle;
+use health::{DeviceCounters, StoreCounters};
+
+/// Largest chunk accepted by default: 1 MiB, twice the 512 KiB image chunk.
+pub const DEFAULT_MAX_CHUNK_BYTES: u32 = 1 << 20;
+
+/// What the store is made of and how it behaves.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Holds the catalog (`catalog.redb`).
+    pub data_dir: PathBuf,
+    pub devices: Vec<DeviceSpec>,
+    pub scheme: Scheme,
+    pub max_chunk_bytes: u32,
+    /// Bytes per second that repair and refill may read and write.
+    pub repair_bytes_per_second: u64,
+    /// I/O errors in a row after which a device is taken offline.
+    pub device_error_limit: u32,
+}
+
+impl StoreConfig {
+    /// Five 1 GiB file devices under `data_dir/devices`, 4 + 1: the embedded default.
+    pub fn embedded_default(data_dir: impl Into<PathBuf>) -> StoreConfig {
+        let data_dir = data_dir.into();
+        let devices = (0..5)
+            .map(|i| DeviceSpec {
+                path: data_dir.join("devices").join(format!("dev{i}")),
+                size_bytes: Some(1 << 30),
+            })
+            .collect();
+        StoreConfig {
+            data_dir,
+            devices,
+            scheme: Scheme::DEFAULT,
+            max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
+            repair_bytes_per_second: 64 << 20,
+            device_error_limit: 8,
+        }
+    }
+}
+
+/// Why a store operation failed. Each variant maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("chunk not found")]
+    NotFound,
+    #[error("chunk of {len_bytes} bytes is larger than the {max_bytes}-byte limit")]
+    TooLarge { len_bytes: u64, max_bytes: u32 },
+    #[error(
+        "no space for a chunk of {len_bytes} bytes (its group's largest free run is {largest_free_bytes} bytes)"
+    )]
+    NoSpace {
+        len_bytes: u64,
+        largest_free_bytes: u64,
+    },
+    #[error("byte range {start}..{end} is outside a chunk of {len_bytes} bytes")]
+    BadRange {
+        start: u64,
+        end: u64,
+        len_bytes: u64,
+    },
+    #[error("chunk cannot be read: {healthy} of {needed} shards needed are sound ({cause})")]
+    Unreadable {
+        healthy: usize,
+        needed: usize,
+        cause: String,
+    },
+    #[error("not enough devices online to store a chunk: {online} of {needed} needed")]
+    Unavailable { online: usize, needed: usize },
+    #[error("another chunk has the same 64-bit id prefix; this one cannot be stored")]
+    PrefixTaken,
+    #[error("device I/O failed: {0}")]
+    Io(String),
+    #[error("catalog: {0}")]
+    Catalog(String),
+    #[error("cannot open the store: {0}")]
+    Setup(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(error: redb::Error) -> StoreError {
+        StoreError::Catalog(error.to_string())
+    }
+}
+
+/// A device of the store: its handle and its health.
+struct DeviceSlot<H> {
+    spec: DeviceSpec,
+    handle: H,
+    counters: DeviceCounters,
+    /// Set when a completed write has not been made durable yet.
+    dirty: AtomicBool,
+}
+
+/// What every core and the commit thread share.
+struct Core<E: Engine> {
+    config: StoreConfig,
+    geometry: Geometry,
+    devices: Vec<DeviceSlot<E::Handle>>,
+    index: index::Index,
+    space: Vec<Mutex<space::GroupSpace>>,
+    /// Chunks stored per group (for chunks-at-risk).
+    chunks_per_group: Vec<AtomicU64>,
+    catalog: catalog::Catalog,
+    generation: AtomicU64,
+    counters: StoreCounters,
+}
+
+/// The store, shared by all cores. Cloning is cheap.
+pub struct Store<E: Engine> {
+    inner: Arc<StoreInner<E>>,
+}
+
+struct StoreInner<E: Engine> {
+    core: Arc<Core<E>>,
+    commits: Option<crossbeam::channel::Sender<commit::Request>>,
+    committer: Option<JoinHandle<()>>,
+    repairs: repair::Queue,
+}
+
+impl<E: Engine> Clone for Store<E> {
+    fn clone(&self) -> Self {
+        Store {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<E: Engine> Drop for StoreInner<E> {
+    fn drop(&mut self) {
+        // Closing the channel ends the commit thread once it has answered every request;
+        // joining it releases the catalog file, so the store can be opened again.
+        drop(self.commits.take());
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
+}
+
+/// One core's view of the store: its own device handles and codec.
+pub struct LocalStore<E: Engine> {
+    store: Store<E>,
+    devices: Vec<<E::Handle as DeviceHandle>::Local>,
+    /// Borrowed only between awaits, never across one.
+    codec: RefCell<Codec>,
+}
+
+impl<E: Engine> Store<E> {
+    /// This core's handle. Call on the thread that will use it.
+    pub fn local(&self) -> std::io::Result<LocalStore<E>> {
+        let devices = self
+            .inner
+            .core
+            .devices
+            .iter()
+            .map(|d| d.handle.open_local())
+            .collect::<Result<_, _>>()?;
+        Ok(LocalStore {
+            store: self.clone(),
+            devices,
+            codec: RefCell::new(Codec::new(self.inner.core.config.scheme)),
+        })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.core.config
+    }
+
+    /// The store's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.inner.core.geometry
+    }
+
+    /// Number of chunks stored.
+    pub fn chunk_count(&self) -> usize {
+        self.inner.core.index.len()
+    }
+
+    /// Up to `limit` stored chunks with ids after `after` (all of them from `None`), in id
+    /// order, with their lengths: for tools that walk the store.
+    pub fn list(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkId, u64)>, StoreError> {
+        let mut chunks = Vec::with_capacity(limit.min(4096));
+        self.inner
+            .core
+            .catalog
+            .for_each_after(after, limit, |id, record| {
+                chunks.push((id, u64::from(record.len_bytes)))
+            })?;
+        Ok(chunks)
+    }
+
+    /// Bytes the in-memory index has allocated.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.inner.core.index.memory_bytes()
+    }
+
+    /// Bytes of shard space on all devices, and how many of them are free.
+    pub fn capacity(&self) -> Capacity {
+        let core = &self.inner.core;
+        let w = core.config.scheme.total_shards() as u64;
+        let (mut total, mut free, mut largest) = (0u64, 0u64, 0u64);
+        for space in &core.space {
+            let space = lock(space);
+            total += space.total_blocks();
+            free += space.free_blocks();
+            largest = largest.max(u64::from(space.largest_free_blocks()));
+        }
+        let block = geometry::BLOCK_BYTES;
+        Capacity {
+            total_bytes: total * w * block,
+            free_bytes: free * w * block,
+            largest_free_run_bytes: largest * block,
+        }
+    }
+
+    /// A snapshot of device and repair health.
+    pub fn health(&self) -> Health {
+        repair::health(&self.inner.core, &self.inner.repairs)
+    }
+
+    /// Bytes of a chunk as stored in `scheme`: its shards with their headers. Used by
+    /// eviction and capacity planning.
+    pub fn stored_bytes(&self, len_bytes: u64) -> u64 {
+        let layout = crate::erasure::Layout::new(self.inner.core.config.scheme, len_bytes);
+        (layout.shard_len_bytes() + shard::HEADER_BYTES) as u64
+            * self.inner.core.config.scheme.total_shards() as u64
+    }
+}
+
+/// Locks a mutex, going on after a panic elsewhere: every structure behind these locks is
+/// updated by single, complete operations, so none is left half-changed by a panic.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Space on the devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// The longest free run in any group's partitions: the largest shard (with header) that
+    /// could be placed right now.
+    pub largest_free_run_bytes: u64,
+}

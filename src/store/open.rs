@@ -1,0 +1,388 @@
+//! Start-up and recovery: open the devices and the catalog, format a new store or check an
+//! existing one, load the catalog into the index and the free-space maps, start the commit
+//! thread.
+//!
+//! Recovery needs no log replay: the catalog is crash-safe by itself and names every stored
+//! chunk; whatever a crash left half-written lies in space no record claims and becomes free
+//! again here. Loading is one pass over the catalog (see the closing note of the store
+//! issue for the time it takes at 100k and 1M chunks).
+//!
+//! Devices: each carries a superblock (store UUID, its index, the geometry). A device with
+//! no superblock in an existing store is a replacement: it is formatted and refilled in the
+//! background. A device of another store, or in another position, is refused rather than
+//! overwritten.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ring::rand::SecureRandom;
+
+use super::catalog::Catalog;
+use super::device::{DeviceHandle, Engine};
+use super::geometry::{Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock};
+use super::health::{DeviceCounters, DeviceState, StoreCounters};
+use super::index::{Entry, Index, key_of};
+use super::shard::{BLOCK_BYTES, BLOCKS_MAX};
+use super::space::GroupSpace;
+use super::write::extent_blocks;
+use super::{
+    AlignedBuf, Core, DeviceSlot, Store, StoreConfig, StoreError, StoreInner, commit, repair,
+};
+
+/// What opening the store found.
+#[derive(Clone, Debug)]
+pub struct OpenReport {
+    /// True when the store was formatted now.
+    pub created: bool,
+    /// Chunks found in the catalog.
+    pub chunks: usize,
+    /// Time to load the catalog into memory.
+    pub recovery: Duration,
+    /// Devices that were new or replaced and are being refilled.
+    pub refilling: Vec<String>,
+}
+
+impl<E: Engine> Store<E> {
+    /// Opens (or creates) the store described by `config` on `engine`'s devices.
+    pub fn open(config: StoreConfig, engine: &E) -> Result<(Store<E>, OpenReport), StoreError> {
+        check_config(&config)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| setup(format!("creating {}: {e}", config.data_dir.display())))?;
+        let catalog = Catalog::open(&config.data_dir.join("catalog.redb"))?;
+        let mut handles = Vec::with_capacity(config.devices.len());
+        for spec in &config.devices {
+            handles.push(
+                engine
+                    .open(spec)
+                    .map_err(|e| setup(format!("opening device {spec}: {e}")))?,
+            );
+        }
+        let found: Vec<Option<Superblock>> = handles
+            .iter()
+            .map(read_superblock)
+            .collect::<Result<_, _>>()?;
+        let (superblock, states, created) = match catalog.superblock()? {
+            Some(superblock) => {
+                let states = check_devices(&config, &handles, &found, &superblock)?;
+                (superblock, states, false)
+            }
+            None => (
+                format_store(&config, &catalog, &handles, &found)?,
+                vec![DeviceState::Online; handles.len()],
+                true,
+            ),
+        };
+        let geometry = superblock.geometry;
+        let devices: Vec<_> = config
+            .devices
+            .iter()
+            .zip(handles)
+            .zip(&states)
+            .map(|((spec, handle), state)| {
+                let counters = DeviceCounters::default();
+                counters.set_state(*state);
+                DeviceSlot {
+                    spec: spec.clone(),
+                    handle,
+                    counters,
+                    dirty: AtomicBool::new(false),
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let loaded = load_catalog(&config, &geometry, &catalog)?;
+        let recovery = started.elapsed();
+        let refilling = devices
+            .iter()
+            .filter(|d| d.counters.state() == DeviceState::Refilling)
+            .map(|d| d.spec.to_string())
+            .collect();
+        let chunks = loaded.index.len();
+        let core = Arc::new(Core {
+            config,
+            geometry,
+            devices,
+            index: loaded.index,
+            space: loaded.space.into_iter().map(Mutex::new).collect(),
+            chunks_per_group: loaded
+                .chunks_per_group
+                .into_iter()
+                .map(AtomicU64::new)
+                .collect(),
+            catalog,
+            generation: AtomicU64::new(loaded.next_generation),
+            counters: StoreCounters::default(),
+        });
+        let (sender, receiver) = crossbeam::channel::unbounded();
+        let committer = commit::spawn(core.clone(), receiver);
+        let inner = StoreInner {
+            core,
+            commits: Some(sender),
+            committer: Some(committer),
+            repairs: repair::Queue::new(),
+        };
+        Ok((
+            Store {
+                inner: Arc::new(inner),
+            },
+            OpenReport {
+                created,
+                chunks,
+                recovery,
+                refilling,
+            },
+        ))
+    }
+}
+
+fn setup(message: String) -> StoreError {
+    StoreError::Setup(message)
+}
+
+fn check_config(config: &StoreConfig) -> Result<(), StoreError> {
+    if config.devices.is_empty() {
+        return Err(setup("no devices configured".into()));
+    }
+    let largest_shard =
+        crate::erasure::Layout::new(config.scheme, u64::from(config.max_chunk_bytes))
+            .shard_len_bytes();
+    if largest_shard / BLOCK_BYTES > BLOCKS_MAX {
+        return Err(setup(format!(
+            "max chunk of {} bytes makes {largest_shard}-byte shards with k = {}; a shard holds at most {} bytes",
+            config.max_chunk_bytes,
+            config.scheme.data_shards(),
+            BLOCKS_MAX * BLOCK_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn read_superblock<H: DeviceHandle>(handle: &H) -> Result<Option<Superblock>, StoreError> {
+    let mut buf = AlignedBuf::zeroed(SUPERBLOCK_BYTES);
+    handle
+        .read_sync(&mut buf, 0)
+        .map_err(|e| setup(format!("reading a superblock: {e}")))?;
+    Ok(Superblock::decode(&buf))
+}
+
+fn write_superblock<H: DeviceHandle>(
+    handle: &H,
+    superblock: &Superblock,
+) -> Result<(), StoreError> {
+    let mut buf = AlignedBuf::zeroed(SUPERBLOCK_BYTES);
+    buf.copy_from_slice(&superblock.encode());
+    handle
+        .write_sync(&buf, 0)
+        .and_then(|()| handle.sync_data())
+        .map_err(|e| setup(format!("writing a superblock: {e}")))
+}
+
+/// Checks an existing store's devices; formats replacements. Returns each device's state.
+fn check_devices<H: DeviceHandle>(
+    config: &StoreConfig,
+    handles: &[H],
+    found: &[Option<Superblock>],
+    store: &Superblock,
+) -> Result<Vec<DeviceState>, StoreError> {
+    let geometry = store.geometry;
+    if geometry.device_count as usize != handles.len() || geometry.scheme != config.scheme {
+        return Err(setup(format!(
+            "the store in {} was created with {} devices and {}+{} shards; it is configured with {} devices and {}+{}",
+            config.data_dir.display(),
+            geometry.device_count,
+            geometry.scheme.data_shards(),
+            geometry.scheme.parity_shards(),
+            handles.len(),
+            config.scheme.data_shards(),
+            config.scheme.parity_shards()
+        )));
+    }
+    let needed_bytes = (RESERVED_BLOCKS
+        + u64::from(geometry.partitions_per_device) * geometry.partition_blocks)
+        * BLOCK_BYTES as u64;
+    let mut states = Vec::with_capacity(handles.len());
+    for (index, ((handle, found), spec)) in
+        handles.iter().zip(found).zip(&config.devices).enumerate()
+    {
+        let state = match found {
+            Some(sb) if sb.store_uuid == store.store_uuid && sb.device_index as usize == index => {
+                DeviceState::Online
+            }
+            Some(sb) if sb.store_uuid == store.store_uuid => {
+                return Err(setup(format!(
+                    "{spec} is device {} of this store, but is configured as device {index}",
+                    sb.device_index
+                )));
+            }
+            Some(_) => {
+                return Err(setup(format!(
+                    "{spec} belongs to another chunkd store; refusing to overwrite it"
+                )));
+            }
+            None => {
+                if handle.size_bytes() < needed_bytes {
+                    return Err(setup(format!(
+                        "replacement device {spec} has {} bytes, needs {needed_bytes}",
+                        handle.size_bytes()
+                    )));
+                }
+                tracing::warn!(device = %spec, "device has no superblock: formatting it as a replacement");
+                write_superblock(
+                    handle,
+                    &Superblock {
+                        device_index: index as u32,
+                        ..*store
+                    },
+                )?;
+                DeviceState::Refilling
+            }
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
+/// Formats a new store (or finishes a format a crash interrupted).
+fn format_store<H: DeviceHandle>(
+    config: &StoreConfig,
+    catalog: &Catalog,
+    handles: &[H],
+    found: &[Option<Superblock>],
+) -> Result<Superblock, StoreError> {
+    let mut has_chunks = false;
+    catalog.for_each_after(None, 1, |_, _| has_chunks = true)?;
+    if has_chunks {
+        return Err(setup(
+            "the catalog lists chunks but has no superblock: it is damaged".into(),
+        ));
+    }
+    let sizes: Vec<u64> = handles.iter().map(|h| h.size_bytes()).collect();
+    let min_partition = u64::from(extent_blocks(
+        config.scheme,
+        u64::from(config.max_chunk_bytes),
+    ));
+    let geometry = Geometry::new(&sizes, config.scheme, min_partition).ok_or_else(|| {
+        setup(format!(
+            "devices of {sizes:?} bytes are too small to hold one {}-byte chunk",
+            config.max_chunk_bytes
+        ))
+    })?;
+    // A crash between writing superblocks and the catalog leaves superblocks of one store
+    // and an empty catalog: adopt them. Anything else is someone else's data.
+    let uuid = match adoptable_uuid(found, geometry) {
+        Ok(Some(uuid)) => uuid,
+        Ok(None) => random_uuid()?,
+        Err(index) => {
+            return Err(setup(format!(
+                "{} already belongs to a chunkd store that this catalog does not know; refusing to overwrite it",
+                config.devices[index]
+            )));
+        }
+    };
+    for (index, handle) in handles.iter().enumerate() {
+        write_superblock(
+            handle,
+            &Superblock {
+                store_uuid: uuid,
+                device_index: index as u32,
+                geometry,
+            },
+        )?;
+    }
+    let superblock = Superblock {
+        store_uuid: uuid,
+        device_index: 0,
+        geometry,
+    };
+    catalog.set_superblock(&superblock)?;
+    Ok(superblock)
+}
+
+/// The UUID all found superblocks agree on (in their right positions and geometry), `None`
+/// when there are none, or the index of a device that does not fit.
+fn adoptable_uuid(
+    found: &[Option<Superblock>],
+    geometry: Geometry,
+) -> Result<Option<[u8; 16]>, usize> {
+    let mut uuid = None;
+    for (index, sb) in found.iter().enumerate() {
+        let Some(sb) = sb else { continue };
+        let fits = sb.geometry == geometry
+            && sb.device_index as usize == index
+            && uuid.is_none_or(|u| u == sb.store_uuid);
+        if !fits {
+            return Err(index);
+        }
+        uuid = Some(sb.store_uuid);
+    }
+    Ok(uuid)
+}
+
+fn random_uuid() -> Result<[u8; 16], StoreError> {
+    let mut uuid = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut uuid)
+        .map_err(|_| setup("no system randomness".into()))?;
+    Ok(uuid)
+}
+
+struct Loaded {
+    index: Index,
+    space: Vec<GroupSpace>,
+    chunks_per_group: Vec<u64>,
+    next_generation: u64,
+}
+
+/// Builds the index and free space from the catalog.
+fn load_catalog(
+    config: &StoreConfig,
+    geometry: &Geometry,
+    catalog: &Catalog,
+) -> Result<Loaded, StoreError> {
+    let groups = geometry.groups();
+    let index = Index::default();
+    let mut used: Vec<Vec<(u32, u32)>> = vec![Vec::new(); groups];
+    let mut chunks_per_group = vec![0u64; groups];
+    let mut next_generation = 1;
+    let mut damaged = 0usize;
+    catalog.for_each(|id, record| {
+        let group = geometry.placement(&id).group;
+        let blocks = extent_blocks(config.scheme, u64::from(record.len_bytes));
+        let fits = u64::from(record.offset_blocks) + u64::from(blocks) <= geometry.partition_blocks;
+        let entry = Entry {
+            key: key_of(&id),
+            generation: record.generation,
+            offset_blocks: record.offset_blocks,
+            len_bytes: record.len_bytes,
+        };
+        if !fits || index.get(entry.key).is_some() {
+            damaged += 1;
+            return;
+        }
+        index.insert(entry);
+        used[group].push((record.offset_blocks, blocks));
+        chunks_per_group[group] += 1;
+        next_generation = next_generation.max(record.generation + 1);
+    })?;
+    if damaged > 0 {
+        tracing::error!(
+            records = damaged,
+            "catalog records that do not fit the geometry or share an index key were skipped"
+        );
+    }
+    let space = used
+        .into_iter()
+        .enumerate()
+        .map(|(group, runs)| {
+            GroupSpace::new(geometry.partition_blocks, runs)
+                .map_err(|e| setup(format!("catalog records of group {group} overlap: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded {
+        index,
+        space,
+        chunks_per_group,
+        next_generation,
+    })
+}

@@ -1,0 +1,216 @@
+//! Free space in each group: best-fit allocation of runs of 4 KiB blocks, coalescing on
+//! free, and a quarantine that keeps freed space unused for a while.
+//!
+//! Why a quarantine: a read or a repair that looked a chunk up just before it was deleted
+//! may still be fetching or writing its shards. Freed space only becomes allocatable again
+//! [`QUARANTINE`] later, far longer than any one I/O may take, so no new chunk is written
+//! where such a straggler still works. (Reads verify every header and block anyway; the
+//! quarantine keeps a straggling *repair write* from landing on a new chunk.)
+//!
+//! Fragmentation: free runs are kept coalesced and allocation is best-fit (the smallest run
+//! that fits, lowest offset first), which keeps large runs whole for large shards. When no
+//! single run is long enough the allocation fails like a full store does, and
+//! [`GroupSpace::largest_free_blocks`] reports how fragmented the group is.
+//!
+//! **Architecture invariant:** in memory only; rebuilt from the catalog at start-up.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long freed space waits before it is reused.
+pub const QUARANTINE: Duration = Duration::from_secs(60);
+
+/// The free space of one group's partitions, in blocks.
+#[derive(Debug)]
+pub struct GroupSpace {
+    total_blocks: u64,
+    by_start: BTreeMap<u32, u32>,
+    by_len: BTreeSet<(u32, u32)>,
+    free_blocks: u64,
+    quarantine: VecDeque<(Instant, u32, u32)>,
+    quarantined_blocks: u64,
+}
+
+impl GroupSpace {
+    /// A group of `total_blocks` with `used` runs `(start, len)` taken (in any order); fails
+    /// when runs overlap or end past the group.
+    pub fn new(total_blocks: u64, mut used: Vec<(u32, u32)>) -> Result<GroupSpace, String> {
+        assert!(
+            total_blocks <= u64::from(u32::MAX) + 1,
+            "offsets are u32 blocks"
+        );
+        let mut space = GroupSpace {
+            total_blocks,
+            by_start: BTreeMap::new(),
+            by_len: BTreeSet::new(),
+            free_blocks: 0,
+            quarantine: VecDeque::new(),
+            quarantined_blocks: 0,
+        };
+        used.sort_unstable();
+        let mut next = 0u64;
+        for (start, len) in used {
+            if u64::from(start) < next {
+                return Err(format!("runs overlap at block {start}"));
+            }
+            if u64::from(start) > next {
+                space.insert_free(next as u32, (u64::from(start) - next) as u32);
+            }
+            next = u64::from(start) + u64::from(len);
+        }
+        if next > total_blocks {
+            return Err(format!(
+                "a run ends at block {next}, past the group's {total_blocks}"
+            ));
+        }
+        if next < total_blocks {
+            space.insert_free(next as u32, (total_blocks - next) as u32);
+        }
+        Ok(space)
+    }
+
+    /// Takes `len` contiguous blocks and returns their start, or `None` if no free run is
+    /// long enough.
+    pub fn allocate(&mut self, len: u32, now: Instant) -> Option<u32> {
+        assert!(len > 0);
+        self.release_quarantine(now);
+        let &(run_len, start) = self.by_len.range((len, 0)..).next()?;
+        self.remove_free(start, run_len);
+        if run_len > len {
+            self.insert_free(start + len, run_len - len);
+        }
+        Some(start)
+    }
+
+    /// Returns `len` blocks at `start` after the quarantine.
+    pub fn free(&mut self, start: u32, len: u32, now: Instant) {
+        self.quarantine.push_back((now, start, len));
+        self.quarantined_blocks += u64::from(len);
+    }
+
+    /// Returns `len` blocks at `start` at once: only for space no one else can have seen
+    /// (a write that failed before its chunk was ever visible).
+    pub fn free_now(&mut self, start: u32, len: u32) {
+        let mut start = start;
+        let mut len = len;
+        if let Some((&prev_start, &prev_len)) = self.by_start.range(..start).next_back()
+            && prev_start + prev_len == start
+        {
+            self.remove_free(prev_start, prev_len);
+            start = prev_start;
+            len += prev_len;
+        }
+        if let Some(&next_len) = self.by_start.get(&(start + len)) {
+            self.remove_free(start + len, next_len);
+            len += next_len;
+        }
+        self.insert_free(start, len);
+    }
+
+    fn release_quarantine(&mut self, now: Instant) {
+        while let Some(&(freed_at, start, len)) = self.quarantine.front() {
+            if now.duration_since(freed_at) < QUARANTINE {
+                break;
+            }
+            self.quarantine.pop_front();
+            self.quarantined_blocks -= u64::from(len);
+            self.free_now(start, len);
+        }
+    }
+
+    fn insert_free(&mut self, start: u32, len: u32) {
+        debug_assert!(len > 0);
+        self.by_start.insert(start, len);
+        self.by_len.insert((len, start));
+        self.free_blocks += u64::from(len);
+    }
+
+    fn remove_free(&mut self, start: u32, len: u32) {
+        self.by_start.remove(&start);
+        self.by_len.remove(&(len, start));
+        self.free_blocks -= u64::from(len);
+    }
+
+    /// Blocks in the group.
+    pub fn total_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+
+    /// Blocks free now or after their quarantine.
+    pub fn free_blocks(&self) -> u64 {
+        self.free_blocks + self.quarantined_blocks
+    }
+
+    /// The longest run that could be allocated now: the largest shard that fits.
+    pub fn largest_free_blocks(&self) -> u32 {
+        self.by_len.last().map_or(0, |&(len, _)| len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_runs_leave_the_gaps_free() {
+        let space = GroupSpace::new(100, vec![(50, 10), (0, 5)]).unwrap();
+        assert_eq!(space.free_blocks(), 85);
+        assert_eq!(space.largest_free_blocks(), 45);
+    }
+
+    #[test]
+    fn overlapping_runs_are_refused() {
+        assert!(GroupSpace::new(100, vec![(0, 10), (5, 10)]).is_err());
+        assert!(GroupSpace::new(100, vec![(95, 10)]).is_err());
+    }
+
+    #[test]
+    fn best_fit_takes_the_smallest_run_that_fits() {
+        let now = Instant::now();
+        let mut space = GroupSpace::new(100, vec![(10, 5), (20, 70)]).unwrap();
+        // Free runs: [0,10) len 10, [15,20) len 5, [90,100) len 10.
+        assert_eq!(space.allocate(4, now), Some(15));
+        assert_eq!(space.allocate(10, now), Some(0));
+        assert_eq!(space.allocate(11, now), None);
+        assert_eq!(space.allocate(10, now), Some(90));
+        assert_eq!(space.free_blocks(), 1);
+    }
+
+    #[test]
+    fn freed_space_coalesces_but_only_after_quarantine() {
+        let start = Instant::now();
+        let mut space = GroupSpace::new(30, vec![]).unwrap();
+        let a = space.allocate(10, start).unwrap();
+        let b = space.allocate(10, start).unwrap();
+        let c = space.allocate(10, start).unwrap();
+        space.free(a, 10, start);
+        space.free(c, 10, start);
+        space.free(b, 10, start);
+        assert_eq!(
+            space.free_blocks(),
+            30,
+            "quarantined space still counts as free capacity"
+        );
+        assert_eq!(
+            space.allocate(1, start + QUARANTINE / 2),
+            None,
+            "not reusable during quarantine"
+        );
+        assert_eq!(
+            space.allocate(30, start + QUARANTINE),
+            Some(0),
+            "the three runs merged back"
+        );
+    }
+
+    #[test]
+    fn free_now_coalesces_with_both_neighbours() {
+        let now = Instant::now();
+        let mut space = GroupSpace::new(30, vec![(0, 30)]).unwrap();
+        space.free_now(0, 10);
+        space.free_now(20, 10);
+        space.free_now(10, 10);
+        assert_eq!(space.largest_free_blocks(), 30);
+        assert_eq!(space.allocate(30, now), Some(0));
+    }
+}
