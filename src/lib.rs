@@ -6,9 +6,14 @@
 //! chunk is split into erasure shards ([`erasure`]) and served over HTTP with byte ranges
 //! ([`range`]). See `ARCHITECTURE.md` for the bird's-eye view and each module's invariants.
 
+pub mod bench;
 pub mod chunk;
+pub mod config;
+pub mod cores;
 pub mod crypto;
 pub mod erasure;
+pub mod http;
 pub mod image;
+pub mod metrics;
 pub mod range;
 pub mod store;

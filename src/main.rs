@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // jemalloc: the server allocates and frees many 512 KiB buffers across threads, where the
 // system allocator fragments and contends.
@@ -21,6 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node: serve chunks over HTTP/1.1 and h2c from the flash store.
+    ///
+    /// With no arguments: listens on 127.0.0.1:7070 with five 1 GiB file devices under
+    /// ./chunkd-data. Every setting is also a CHUNKD_* environment variable and a key of
+    /// the --config TOML file; flags beat the environment, which beats the file.
+    Serve(chunkd::config::ServeConfig),
     /// Cut an image into 512 KiB chunks, seal each, and write them with a manifest.
     ///
     /// Writes DIR/chunks/{id} for each distinct sealed chunk and DIR/manifest.json. The
@@ -55,6 +61,80 @@ enum Command {
         /// Directory written by `chunkd pack`.
         dir: PathBuf,
     },
+    /// Print the chunk id (BLAKE3-256, hex) of each file, as a node names its bytes.
+    Id {
+        /// Files to name; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Measure chunkd against a peer (fio) on this machine; prints both and the ratio.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The flash store against fio: chunk reads at QD 1/8/32, 64 KiB range reads, reads
+    /// with a device offline, and writes. Needs fio. Deletes and recreates --dir.
+    Store {
+        /// Scratch directory for the device files and catalog (deleted first).
+        #[arg(long, default_value = "chunkd-bench")]
+        dir: PathBuf,
+        /// Number of file-backed devices.
+        #[arg(long, default_value_t = 5)]
+        devices: usize,
+        /// Size of each device file (e.g. 1G, 512M).
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        device_size: u64,
+        /// Chunk payload stored before the reads: the working set.
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        fill: u64,
+        /// Seconds each measurement runs (each case runs `--rounds` times, alternating with
+        /// its fio peer).
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Rounds per case; the report gives the median.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Cores (threads, one io_uring each) chunkd uses.
+        #[arg(long, default_value_t = chunkd::cores::available())]
+        cores: usize,
+        /// PUTs in flight per core while writing.
+        #[arg(long, default_value_t = 32)]
+        puts_in_flight: usize,
+    },
+    /// Fill a store with many small chunks, then time reopening it and report index memory.
+    /// Deletes and recreates --dir.
+    Recovery {
+        /// Scratch directory for the device files and catalog (deleted first).
+        #[arg(long, default_value = "chunkd-bench")]
+        dir: PathBuf,
+        /// Chunks to store.
+        #[arg(long, default_value_t = 100_000)]
+        chunks: u64,
+        /// Bytes per chunk (small, so many chunks fit).
+        #[arg(long, default_value_t = 8)]
+        chunk_bytes: usize,
+        /// Number of file-backed devices.
+        #[arg(long, default_value_t = 5)]
+        devices: usize,
+        /// Erasure scheme as K+M.
+        #[arg(long, default_value = "4+1", value_parser = parse_scheme)]
+        scheme: chunkd::erasure::Scheme,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    chunkd::store::device::parse_size(text)
+}
+
+fn parse_scheme(text: &str) -> Result<chunkd::erasure::Scheme, String> {
+    let (k, m) = text.split_once('+').ok_or("a scheme is K+M, e.g. 4+1")?;
+    let k = k.trim().parse().map_err(|_| "K is a number")?;
+    let m = m.trim().parse().map_err(|_| "M is a number")?;
+    chunkd::erasure::Scheme::new(k, m).map_err(|e| e.to_string())
 }
 
 /// Bytes given as hex on the command line (a newtype: clap reads a bare `Vec` as a list).
@@ -68,7 +148,19 @@ fn parse_hex(text: &str) -> Result<HexBytes, String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHUNKD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = match parse_with_config_file() {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("chunkd: {error:#}");
@@ -77,8 +169,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line; for `serve --config FILE`, parses it again with the file's
+/// settings added as flags wherever the command line and environment left a default.
+fn parse_with_config_file() -> Result<Cli, clap::Error> {
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches()?;
+    let Some(("serve", serve)) = matches.subcommand() else {
+        return Cli::from_arg_matches(&matches);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config") else {
+        return Cli::from_arg_matches(&matches);
+    };
+    let serve_command = command
+        .find_subcommand("serve")
+        .expect("serve is a subcommand");
+    let extra = chunkd::config::file_arguments(path, serve_command, serve).map_err(|e| {
+        Cli::command().error(clap::error::ErrorKind::InvalidValue, format!("{e:#}"))
+    })?;
+    Cli::try_parse_from(std::env::args_os().chain(extra))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(config) => {
+            let metrics = chunkd::metrics::Metrics::install()?;
+            chunkd::http::serve(config, metrics)?;
+        }
         Command::Pack {
             image,
             out,
@@ -113,6 +229,65 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("inspecting {}", dir.display()))?;
             print!("{summary}");
         }
+        Command::Id { files } => {
+            for file in files {
+                let mut hasher = blake3::Hasher::new();
+                if file.as_os_str() == "-" {
+                    std::io::copy(&mut std::io::stdin().lock(), &mut hasher)?;
+                } else {
+                    let mut input = std::fs::File::open(&file)
+                        .with_context(|| format!("opening {}", file.display()))?;
+                    std::io::copy(&mut input, &mut hasher)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                }
+                println!(
+                    "{}",
+                    chunkd::chunk::ChunkId::from_bytes(*hasher.finalize().as_bytes())
+                );
+            }
+        }
+        Command::Bench { which } => bench(which)?,
     }
     Ok(())
+}
+
+fn bench(which: BenchCommand) -> anyhow::Result<()> {
+    use chunkd::bench::{recovery, store};
+    match which {
+        BenchCommand::Store {
+            dir,
+            devices,
+            device_size,
+            fill,
+            seconds,
+            rounds,
+            cores,
+            puts_in_flight,
+        } => store::run(&store::StoreBench {
+            dir,
+            devices,
+            device_bytes: device_size,
+            fill_bytes: fill,
+            chunk_bytes: 512 * 1024,
+            duration: std::time::Duration::from_secs(seconds),
+            rounds,
+            cores,
+            puts_in_flight_per_core: puts_in_flight,
+        }),
+        BenchCommand::Recovery {
+            dir,
+            chunks,
+            chunk_bytes,
+            devices,
+            scheme,
+        } => recovery::run(&recovery::RecoveryBench {
+            dir,
+            chunks,
+            chunk_bytes,
+            devices,
+            scheme,
+            cores: chunkd::cores::available(),
+            puts_in_flight_per_core: 64,
+        }),
+    }
 }

@@ -63,12 +63,21 @@ pub(super) fn spawn<E: Engine>(core: Arc<Core<E>>, requests: Receiver<Request>) 
 
 fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
     let now = Instant::now();
+    let counters = &core.counters;
+    counters.commit_batches.fetch_add(1, Ordering::Relaxed);
+    counters
+        .commit_requests
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let any_insert = batch.iter().any(|r| matches!(r, Request::Insert { .. }));
     let flush_error = if any_insert {
         flush_devices(core).err()
     } else {
         None
     };
+    let flushed = Instant::now();
+    counters
+        .commit_flush_us
+        .fetch_add(micros(flushed - now), Ordering::Relaxed);
     let mut committing = Vec::with_capacity(batch.len());
     for request in batch {
         match (&request, &flush_error) {
@@ -86,7 +95,11 @@ fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
             Request::Remove { id, .. } => Change::Remove(*id),
         })
         .collect();
-    match core.catalog.commit(&changes) {
+    let committed = core.catalog.commit(&changes);
+    counters
+        .commit_catalog_us
+        .fetch_add(micros(flushed.elapsed()), Ordering::Relaxed);
+    match committed {
         Ok(outcomes) => {
             for (request, outcome) in committing.into_iter().zip(outcomes) {
                 finish(core, request, Ok(outcome), now);
@@ -143,6 +156,10 @@ fn finish<E: Engine>(
             let _ = reply.send(outcome);
         }
     }
+}
+
+fn micros(duration: std::time::Duration) -> u64 {
+    duration.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
 pub(super) fn entry_of(id: &ChunkId, record: &Record) -> Entry {

@@ -1,7 +1,7 @@
 //! Health of the store: per-device state and error counts, rebuilds, repairs and chunks at
 //! risk, kept in atomics so any core updates them without locks and metrics read them.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// State of one device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +94,14 @@ pub struct StoreCounters {
     pub repairs_dropped: AtomicU64,
     /// Bytes read and written by repair and refill.
     pub repair_bytes: AtomicU64,
+    /// Commit batches, the requests in them, and the time spent flushing devices and
+    /// committing the catalog (microseconds), for the group-commit figures.
+    pub commit_batches: AtomicU64,
+    pub commit_requests: AtomicU64,
+    pub commit_flush_us: AtomicU64,
+    pub commit_catalog_us: AtomicU64,
+    /// Device reads and writes submitted and not yet complete, on all cores.
+    pub io_in_flight: AtomicI64,
 }
 
 /// A snapshot for metrics and `/readyz`.
@@ -105,6 +113,11 @@ pub struct Health {
     pub chunks_unreadable: u64,
     pub repairs_dropped: u64,
     pub repairs_queued: u64,
+    pub commit_batches: u64,
+    pub commit_requests: u64,
+    pub commit_flush_us: u64,
+    pub commit_catalog_us: u64,
+    pub io_in_flight: i64,
     /// Chunks with a shard on a device that is offline or not yet refilled, plus chunks
     /// queued for repair: chunks one more fault away from being unreadable (for m = 1).
     pub chunks_at_risk: u64,

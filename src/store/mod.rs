@@ -27,6 +27,7 @@ mod chunk_buffer;
 mod commit;
 pub mod device;
 mod geometry;
+mod header_cache;
 mod health;
 mod index;
 mod open;
@@ -49,11 +50,12 @@ pub use geometry::Geometry;
 pub use health::{DeviceHealth, DeviceState, Health};
 pub use open::OpenReport;
 pub use read::ChunkBytes;
+pub use repair::{RepairOutcome, ShardHealth};
 pub use write::PutOutcome;
 
 use crate::chunk::ChunkId;
 use crate::erasure::{Codec, Scheme};
-use device::DeviceHandle;
+use device::{Device, DeviceHandle};
 use health::{DeviceCounters, StoreCounters};
 
 /// Largest chunk accepted by default: 1 MiB, twice the 512 KiB image chunk.
@@ -71,6 +73,9 @@ pub struct StoreConfig {
     pub repair_bytes_per_second: u64,
     /// I/O errors in a row after which a device is taken offline.
     pub device_error_limit: u32,
+    /// Verified shard headers each core keeps, so range reads of hot shards skip the
+    /// header read (about 200 bytes each for 128 KiB shards).
+    pub header_cache_entries: usize,
 }
 
 impl StoreConfig {
@@ -90,6 +95,7 @@ impl StoreConfig {
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             repair_bytes_per_second: 64 << 20,
             device_error_limit: 8,
+            header_cache_entries: 65_536,
         }
     }
 }
@@ -198,6 +204,8 @@ pub struct LocalStore<E: Engine> {
     devices: Vec<<E::Handle as DeviceHandle>::Local>,
     /// Borrowed only between awaits, never across one.
     codec: RefCell<Codec>,
+    /// Borrowed only between awaits, never across one.
+    headers: RefCell<header_cache::HeaderCache>,
 }
 
 impl<E: Engine> Store<E> {
@@ -214,6 +222,9 @@ impl<E: Engine> Store<E> {
             store: self.clone(),
             devices,
             codec: RefCell::new(Codec::new(self.inner.core.config.scheme)),
+            headers: RefCell::new(header_cache::HeaderCache::new(
+                self.inner.core.config.header_cache_entries,
+            )),
         })
     }
 
@@ -278,12 +289,73 @@ impl<E: Engine> Store<E> {
         repair::health(&self.inner.core, &self.inner.repairs)
     }
 
-    /// Bytes of a chunk as stored in `scheme`: its shards with their headers. Used by
-    /// eviction and capacity planning.
+    /// Bytes a chunk of `len_bytes` takes on the devices: its shards with their headers.
     pub fn stored_bytes(&self, len_bytes: u64) -> u64 {
-        let layout = crate::erasure::Layout::new(self.inner.core.config.scheme, len_bytes);
-        (layout.shard_len_bytes() + shard::HEADER_BYTES) as u64
-            * self.inner.core.config.scheme.total_shards() as u64
+        Self::stored_bytes_for(self.inner.core.config.scheme, len_bytes)
+    }
+
+    /// Bytes a chunk of `len_bytes` takes on the devices under `scheme`.
+    pub fn stored_bytes_for(scheme: Scheme, len_bytes: u64) -> u64 {
+        let layout = crate::erasure::Layout::new(scheme, len_bytes);
+        (layout.shard_len_bytes() + shard::HEADER_BYTES) as u64 * scheme.total_shards() as u64
+    }
+
+    /// Sets a device's state: an operator taking a failing device out of service
+    /// (`Offline`: no I/O is sent to it, its shards are rebuilt on read) or back.
+    pub fn set_device_state(&self, device: usize, state: DeviceState) {
+        self.inner.core.devices[device].counters.set_state(state);
+    }
+}
+
+impl<E: Engine> LocalStore<E> {
+    /// Largest chunk this store accepts.
+    pub fn max_chunk_bytes(&self) -> u32 {
+        self.store.inner.core.config.max_chunk_bytes
+    }
+
+    /// A buffer to receive a chunk of `len_bytes` into.
+    pub fn chunk_buffer(&self, len_bytes: u64) -> Result<ChunkBuffer, StoreError> {
+        let config = &self.store.inner.core.config;
+        ChunkBuffer::new(len_bytes, config.scheme, config.max_chunk_bytes)
+    }
+
+    /// Reads through this core's ring, counted in `io_in_flight` while it runs.
+    async fn read_at(
+        &self,
+        device: usize,
+        buf: AlignedBuf,
+        offset: u64,
+    ) -> (std::io::Result<()>, AlignedBuf) {
+        let _counted = InFlight::new(&self.store.inner.core.counters.io_in_flight);
+        self.devices[device].read_at(buf, offset).await
+    }
+
+    /// Writes through this core's ring, counted in `io_in_flight` while it runs.
+    async fn write_at(
+        &self,
+        device: usize,
+        parts: Vec<SharedSlice>,
+        offset: u64,
+    ) -> std::io::Result<()> {
+        let _counted = InFlight::new(&self.store.inner.core.counters.io_in_flight);
+        self.devices[device].write_at(parts, offset).await
+    }
+}
+
+/// Counts one I/O in flight until dropped (also when the request waiting on it is
+/// cancelled; the ring keeps the buffer until the kernel is done with it).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicI64) -> InFlight<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

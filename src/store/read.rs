@@ -1,11 +1,13 @@
 //! The read path: the byte range of a chunk is mapped to the data shards that hold it, each
-//! shard's 4 KiB-aligned window is read with its header and verified, and any window that
-//! cannot be read soundly is rebuilt from the same window of `k` other shards.
+//! shard's 4 KiB-aligned window is read and verified, and any window that cannot be read
+//! soundly is rebuilt from the same window of `k` other shards.
 //!
-//! A full 512 KiB read at k = 4 is four 132 KiB reads (header and data are adjacent). A
-//! range read inside one shard is two reads of that shard (header, window) unless the window
-//! starts at the shard's first byte. With one shard lost the read costs the same number of
-//! I/Os: parity takes the lost shard's place, and XOR rebuilds its window.
+//! A full 512 KiB read at k = 4 is four 132 KiB reads: header and data are adjacent, read
+//! together. A range inside one shard reads just its window when this core has the shard's
+//! header cached (see `header_cache`), and the header too otherwise. When a shard's device
+//! is known to be offline, the shards that rebuild it are read in the same first round, so
+//! a degraded read takes no extra round trip; a full-chunk read then costs the same I/O as
+//! a healthy one (parity takes the lost shard's place).
 //!
 //! The bytes returned are slices of the read buffers themselves ([`bytes::Bytes`] owning
 //! the aligned buffer): nothing is copied on the way to the socket.
@@ -17,8 +19,8 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::aligned::AlignedBuf;
-use super::device::Device;
 use super::geometry::Placement;
+use super::header_cache::{CachedHeader, HeaderKey};
 use super::index::{Entry, key_of};
 use super::shard::{self, HEADER_BYTES, ShardError, ShardIdentity};
 use super::{Engine, LocalStore, StoreError};
@@ -69,7 +71,7 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// One shard window, read and verified.
+/// One shard window, read and verified (or rebuilt).
 pub(super) struct Window {
     pub(super) buf: AlignedBuf,
     /// Where in `buf` the window's first byte is (after the header when read together).
@@ -87,13 +89,26 @@ impl Window {
         }
     }
 
+    fn covers(&self, range: &Range<usize>) -> bool {
+        self.range.start <= range.start && range.end <= self.range.end
+    }
+
     /// The bytes of `within`, a part of this window.
     pub(super) fn bytes_mut(&mut self, within: Range<usize>) -> &mut [u8] {
-        debug_assert!(within.start >= self.range.start && within.end <= self.range.end);
+        debug_assert!(self.covers(&within));
         let start = self.data_start + within.start - self.range.start;
         &mut self.buf[start..start + within.len()]
     }
+
+    fn into_bytes(self, within: Range<usize>) -> Bytes {
+        debug_assert!(self.covers(&within));
+        let start = self.data_start + within.start - self.range.start;
+        Bytes::from_owner(self.buf).slice(start..start + within.len())
+    }
 }
+
+/// Sound windows gathered while serving one read, each with its shard.
+type Pool = Vec<(usize, Window)>;
 
 /// What every shard read of one chunk needs to know.
 pub(super) struct Target<'a> {
@@ -117,6 +132,17 @@ impl<E: Engine> LocalStore<E> {
             .map(|record| u64::from(record.len_bytes)))
     }
 
+    /// The length of the chunk indexed under `id`'s key, from memory only. The full id is
+    /// confirmed by the read that follows (see `index` for why that is enough).
+    pub fn indexed_len(&self, id: &ChunkId) -> Option<u64> {
+        self.store
+            .inner
+            .core
+            .index
+            .get(key_of(id))
+            .map(|e| u64::from(e.len_bytes))
+    }
+
     /// Reads bytes `range` of chunk `id`, verified, rebuilding what it must.
     pub async fn read(&self, id: &ChunkId, range: Range<u64>) -> Result<ChunkBytes, StoreError> {
         let core = &self.store.inner.core;
@@ -137,55 +163,89 @@ impl<E: Engine> LocalStore<E> {
             placement: core.geometry.placement(id),
         };
         let spans: Vec<_> = layout.spans(range).collect();
-        let first_try = join_all(
-            spans
-                .iter()
-                .map(|span| self.fetch(&target, span.shard, span.aligned())),
+        let mut plan: Vec<(usize, Range<usize>)> =
+            spans.iter().map(|s| (s.shard, s.aligned())).collect();
+        plan.extend(self.substitutes(&target, &plan));
+        let results = join_all(
+            plan.iter()
+                .map(|(shard, window)| self.fetch(&target, *shard, window.clone())),
         )
         .await;
-        if first_try
-            .iter()
-            .any(|r| matches!(r, Err(Fault::OtherChunk)))
-        {
-            return Err(StoreError::NotFound);
-        }
-        let mut windows: Vec<Option<Window>> = (0..core.config.scheme.total_shards())
-            .map(|_| None)
-            .collect();
+        let mut pool: Pool = Vec::with_capacity(plan.len());
         let mut faults = Vec::new();
-        for (span, result) in spans.iter().zip(first_try) {
+        for ((shard, window), result) in plan.into_iter().zip(results) {
             match result {
-                Ok(window) => windows[span.shard] = Some(window),
-                Err(fault) => faults.push((span.shard, span.aligned(), fault)),
+                Ok(sound) => pool.push((shard, sound)),
+                Err(Fault::OtherChunk) => return Err(StoreError::NotFound),
+                Err(fault) => faults.push((shard, window, fault)),
             }
         }
-        for (shard, window, fault) in faults {
-            windows[shard] = Some(
-                self.rebuild(&target, shard, window, fault, &mut windows)
-                    .await?,
-            );
-        }
-        let mut segments = Vec::with_capacity(spans.len());
-        let mut owned: Vec<Option<Bytes>> = windows
-            .into_iter()
-            .map(|w| {
-                w.map(|w| {
-                    Bytes::from_owner(w.buf).slice(w.data_start..w.data_start + w.range.len())
-                })
-            })
-            .collect();
         for span in &spans {
             let window = span.aligned();
-            let bytes = owned[span.shard]
-                .take()
-                .expect("every span's window was read or rebuilt");
-            let start = span.shard_offset_bytes - window.start;
-            segments.push(bytes.slice(start..start + span.len_bytes));
+            if find(&pool, span.shard, &window).is_none() {
+                let fault = faults
+                    .iter()
+                    .find(|(s, w, _)| *s == span.shard && *w == window)
+                    .map_or(Fault::Offline, |(_, _, f)| f.clone());
+                self.rebuild(&target, span.shard, window, fault, &mut pool)
+                    .await?;
+            }
         }
+        let segments = spans
+            .iter()
+            .map(|span| {
+                let window = span.aligned();
+                let at = find(&pool, span.shard, &window)
+                    .expect("every span's window was read or rebuilt");
+                let (_, sound) = pool.swap_remove(at);
+                let start = span.shard_offset_bytes;
+                sound.into_bytes(start..start + span.len_bytes)
+            })
+            .collect();
         Ok(ChunkBytes {
             chunk_len_bytes: len_bytes,
             segments,
         })
+    }
+
+    /// Extra windows to read in the first round, because a planned shard's device is
+    /// offline: enough other shards of the same window to rebuild it.
+    fn substitutes(
+        &self,
+        target: &Target<'_>,
+        plan: &[(usize, Range<usize>)],
+    ) -> Vec<(usize, Range<usize>)> {
+        let core = &self.store.inner.core;
+        let (k, w) = (
+            core.config.scheme.data_shards(),
+            core.config.scheme.total_shards(),
+        );
+        let online = |s: usize| {
+            core.devices[core.geometry.shard_address(target.placement, s, 0).0]
+                .counters
+                .usable()
+        };
+        let mut extra: Vec<(usize, Range<usize>)> = Vec::new();
+        for (lost, window) in plan.iter().filter(|(s, _)| !online(*s)) {
+            let covered = |s: usize, extra: &[(usize, Range<usize>)]| {
+                plan.iter()
+                    .chain(extra)
+                    .any(|(p, r)| *p == s && r.start <= window.start && window.end <= r.end)
+            };
+            let mut sources = (0..w)
+                .filter(|&s| s != *lost && online(s) && covered(s, &extra))
+                .count();
+            for s in (0..w).filter(|&s| s != *lost && online(s)) {
+                if sources >= k {
+                    break;
+                }
+                if !covered(s, &extra) {
+                    extra.push((s, window.clone()));
+                    sources += 1;
+                }
+            }
+        }
+        extra
     }
 
     /// Reads and verifies `window` of shard `shard`.
@@ -203,26 +263,46 @@ impl<E: Engine> LocalStore<E> {
         if !slot.counters.usable() {
             return Err(Fault::Offline);
         }
-        let io = &self.devices[device];
-        let header_offset = base;
-        let data_offset = base + (HEADER_BYTES + window.start) as u64;
-        let (header_buf, data_buf) = if window.start == 0 {
-            let (result, buf) = io
-                .read_at(
-                    AlignedBuf::zeroed(HEADER_BYTES + window.len()),
-                    header_offset,
-                )
-                .await;
-            (result.map(|()| buf), None)
-        } else {
-            let header = io.read_at(AlignedBuf::zeroed(HEADER_BYTES), header_offset);
-            let data = io.read_at(AlignedBuf::zeroed(window.len()), data_offset);
-            let ((header_result, header), (data_result, data)) =
-                futures_util::future::join(header, data).await;
-            (header_result.and(data_result).map(|()| header), Some(data))
+        let key = HeaderKey {
+            key: target.entry.key,
+            shard: shard as u8,
+            generation: target.entry.generation,
         };
-        let header_buf = match header_buf {
-            Ok(buf) => buf,
+        let cached = if window.start == 0 {
+            None
+        } else {
+            self.headers.borrow_mut().get(&key)
+        };
+        let data_offset = base + (HEADER_BYTES + window.start) as u64;
+        let read = match &cached {
+            Some(_) => {
+                let (result, data) = self
+                    .read_at(device, AlignedBuf::zeroed(window.len()), data_offset)
+                    .await;
+                result.map(|()| (None, data, 0))
+            }
+            None if window.start == 0 => {
+                let (result, buf) = self
+                    .read_at(
+                        device,
+                        AlignedBuf::zeroed(HEADER_BYTES + window.len()),
+                        base,
+                    )
+                    .await;
+                result.map(|()| (None, buf, HEADER_BYTES))
+            }
+            None => {
+                let header = self.read_at(device, AlignedBuf::zeroed(HEADER_BYTES), base);
+                let data = self.read_at(device, AlignedBuf::zeroed(window.len()), data_offset);
+                let ((header_result, header), (data_result, data)) =
+                    futures_util::future::join(header, data).await;
+                header_result
+                    .and(data_result)
+                    .map(|()| (Some(header), data, 0))
+            }
+        };
+        let (header, buf, data_start) = match read {
+            Ok(read) => read,
             Err(error) => {
                 if slot
                     .counters
@@ -233,14 +313,24 @@ impl<E: Engine> LocalStore<E> {
                 return Err(Fault::Io(format!("{}: {error}", slot.spec)));
             }
         };
-        let data = data_buf.as_deref().unwrap_or(&header_buf[HEADER_BYTES..]);
-        match self.verify(
-            target,
-            shard,
-            &header_buf[..HEADER_BYTES],
-            window.start,
-            data,
-        ) {
+        let data = &buf[data_start..data_start + window.len()];
+        let verified = match &cached {
+            Some(cached) => self.verify_cached(target, cached, window.start, data),
+            None => {
+                let header = header.as_deref().unwrap_or(&buf[..HEADER_BYTES]);
+                self.verify(target, shard, header, window.start, data)
+                    .map(|crcs| {
+                        self.headers.borrow_mut().insert(
+                            key,
+                            CachedHeader {
+                                id: *target.id,
+                                block_crcs: crcs.into(),
+                            },
+                        );
+                    })
+            }
+        };
+        match verified {
             Ok(()) => slot.counters.succeeded(),
             Err(fault) => {
                 if matches!(fault, Fault::Corrupt(_)) {
@@ -252,20 +342,14 @@ impl<E: Engine> LocalStore<E> {
                 return Err(fault);
             }
         }
-        Ok(match data_buf {
-            Some(buf) => Window {
-                buf,
-                data_start: 0,
-                range: window,
-            },
-            None => Window {
-                buf: header_buf,
-                data_start: HEADER_BYTES,
-                range: window,
-            },
+        Ok(Window {
+            buf,
+            data_start,
+            range: window,
         })
     }
 
+    /// Checks a header read from the device, then `data`; returns the block checksums.
     fn verify(
         &self,
         target: &Target<'_>,
@@ -273,7 +357,7 @@ impl<E: Engine> LocalStore<E> {
         header: &[u8],
         window_start: usize,
         data: &[u8],
-    ) -> Result<(), Fault> {
+    ) -> Result<Vec<u32>, Fault> {
         let scheme = self.store.inner.core.config.scheme;
         let expected = ShardIdentity {
             id: *target.id,
@@ -295,41 +379,52 @@ impl<E: Engine> LocalStore<E> {
             }
             Err(error) => return Err(Fault::Corrupt(error.to_string())),
         };
-        verified
-            .verify_blocks(window_start / shard::BLOCK_BYTES, data)
+        let crcs = verified.block_crcs();
+        shard::verify_blocks(&crcs, window_start / shard::BLOCK_BYTES, data)
+            .map_err(|e| Fault::Corrupt(e.to_string()))?;
+        Ok(crcs)
+    }
+
+    /// Checks `data` against a header this core verified earlier.
+    fn verify_cached(
+        &self,
+        target: &Target<'_>,
+        cached: &CachedHeader,
+        window_start: usize,
+        data: &[u8],
+    ) -> Result<(), Fault> {
+        if cached.id != *target.id {
+            return Err(Fault::OtherChunk);
+        }
+        shard::verify_blocks(&cached.block_crcs, window_start / shard::BLOCK_BYTES, data)
             .map_err(|e| Fault::Corrupt(e.to_string()))
     }
 
-    /// Rebuilds `window` of shard `lost` from the same window of `k` other shards, reading
-    /// only what the windows already in `have` do not cover.
+    /// Rebuilds `window` of shard `lost` from the same window of `k` other shards found in
+    /// `pool` or read now, and adds it to `pool`.
     async fn rebuild(
         &self,
         target: &Target<'_>,
         lost: usize,
         window: Range<usize>,
         fault: Fault,
-        have: &mut [Option<Window>],
-    ) -> Result<Window, StoreError> {
+        pool: &mut Pool,
+    ) -> Result<(), StoreError> {
         let core = &self.store.inner.core;
         let scheme = core.config.scheme;
         let (k, w) = (scheme.data_shards(), scheme.total_shards());
-        let covers = |h: &Option<Window>| {
-            h.as_ref()
-                .is_some_and(|h| h.range.start <= window.start && window.end <= h.range.end)
-        };
-        let mut fetched: Vec<Option<Window>> = (0..w).map(|_| None).collect();
-        let sound = |fetched: &[Option<Window>], have: &[Option<Window>]| {
+        let sound = |pool: &Pool| {
             (0..w)
-                .filter(|&s| s != lost && (fetched[s].is_some() || covers(&have[s])))
+                .filter(|&s| s != lost && find(pool, s, &window).is_some())
                 .count()
         };
         let mut causes = vec![format!("shard {lost}: {fault}")];
-        let mut candidates = (0..w).filter(|&s| s != lost && !covers(&have[s]));
-        while sound(&fetched, have) < k {
-            let batch: Vec<usize> = candidates
-                .by_ref()
-                .take(k - sound(&fetched, have))
-                .collect();
+        let untried: Vec<usize> = (0..w)
+            .filter(|&s| s != lost && find(pool, s, &window).is_none())
+            .collect();
+        let mut untried = untried.into_iter();
+        while sound(pool) < k {
+            let batch: Vec<usize> = untried.by_ref().take(k - sound(pool)).collect();
             if batch.is_empty() {
                 break;
             }
@@ -337,12 +432,12 @@ impl<E: Engine> LocalStore<E> {
                 join_all(batch.iter().map(|&s| self.fetch(target, s, window.clone()))).await;
             for (shard, result) in batch.into_iter().zip(results) {
                 match result {
-                    Ok(window) => fetched[shard] = Some(window),
+                    Ok(sound) => pool.push((shard, sound)),
                     Err(fault) => causes.push(format!("shard {shard}: {fault}")),
                 }
             }
         }
-        let healthy = sound(&fetched, have);
+        let healthy = sound(pool);
         if healthy < k {
             core.counters
                 .chunks_unreadable
@@ -353,24 +448,27 @@ impl<E: Engine> LocalStore<E> {
                 cause: causes.join("; "),
             });
         }
+        let chosen: Vec<Option<usize>> = (0..w)
+            .map(|s| {
+                if s == lost {
+                    None
+                } else {
+                    find(pool, s, &window)
+                }
+            })
+            .collect();
         let present = (0..w)
-            .filter(|&s| s != lost && (fetched[s].is_some() || covers(&have[s])))
+            .filter(|&s| chosen[s].is_some())
             .fold(ShardSet::empty(), ShardSet::with);
-        fetched[lost] = Some(Window::zeroed(window.clone()));
+        let mut output = Window::zeroed(window.clone());
         {
-            let mut views: Vec<&mut [u8]> = have
-                .iter_mut()
-                .zip(fetched.iter_mut())
-                .map(|(had, got)| match (had, got) {
-                    (_, Some(got)) => got.bytes_mut(window.clone()),
-                    (Some(had), None)
-                        if had.range.start <= window.start && window.end <= had.range.end =>
-                    {
-                        had.bytes_mut(window.clone())
-                    }
-                    _ => &mut [][..],
-                })
-                .collect();
+            let mut views: Vec<&mut [u8]> = (0..w).map(|_| &mut [][..]).collect();
+            for (at, (shard, sound)) in pool.iter_mut().enumerate() {
+                if chosen[*shard] == Some(at) {
+                    views[*shard] = sound.bytes_mut(window.clone());
+                }
+            }
+            views[lost] = output.bytes_mut(window.clone());
             self.codec
                 .borrow_mut()
                 .rebuild(&mut views, present, ShardSet::single(lost))
@@ -380,8 +478,13 @@ impl<E: Engine> LocalStore<E> {
         if !matches!(fault, Fault::Offline) {
             self.store.inner.repairs.push(*target.id, &core.counters);
         }
-        Ok(fetched[lost]
-            .take()
-            .expect("the rebuilt window was placed there"))
+        pool.push((lost, output));
+        Ok(())
     }
+}
+
+/// Where in `pool` a sound window of `shard` covering `window` is.
+fn find(pool: &Pool, shard: usize, window: &Range<usize>) -> Option<usize> {
+    pool.iter()
+        .position(|(s, w)| *s == shard && w.covers(window))
 }

@@ -21,7 +21,6 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::aligned::{AlignedBuf, SharedSlice};
-use super::device::Device;
 use super::health::{DeviceHealth, DeviceState, Health, StoreCounters};
 use super::index::key_of;
 use super::read::{Target, Window};
@@ -92,6 +91,11 @@ pub(super) fn health<E: Engine>(core: &Core<E>, queue: &Queue) -> Health {
         chunks_unreadable: c.chunks_unreadable.load(Ordering::Relaxed),
         repairs_dropped: c.repairs_dropped.load(Ordering::Relaxed),
         repairs_queued: queue.queued() as u64,
+        commit_batches: c.commit_batches.load(Ordering::Relaxed),
+        commit_requests: c.commit_requests.load(Ordering::Relaxed),
+        commit_flush_us: c.commit_flush_us.load(Ordering::Relaxed),
+        commit_catalog_us: c.commit_catalog_us.load(Ordering::Relaxed),
+        io_in_flight: c.io_in_flight.load(Ordering::Relaxed),
         chunks_at_risk: at_risk_in_groups + queue.queued() as u64,
     }
 }
@@ -130,7 +134,49 @@ pub enum RepairOutcome {
     Unrecoverable,
 }
 
+/// What reading every shard of a chunk found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardHealth {
+    pub len_bytes: u64,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    /// Shards whose header and every block verified.
+    pub healthy: usize,
+}
+
 impl<E: Engine> LocalStore<E> {
+    /// Reads and verifies every shard of `id`; `None` when it is not stored.
+    pub async fn shard_health(&self, id: &ChunkId) -> Result<Option<ShardHealth>, StoreError> {
+        let core = &self.store.inner.core;
+        let Some(entry) = core.index.get(key_of(id)) else {
+            return Ok(None);
+        };
+        let scheme = core.config.scheme;
+        let layout = Layout::new(scheme, u64::from(entry.len_bytes));
+        let target = Target {
+            id,
+            entry,
+            layout,
+            placement: core.geometry.placement(id),
+        };
+        let results = join_all(
+            (0..scheme.total_shards()).map(|s| self.fetch(&target, s, 0..layout.shard_len_bytes())),
+        )
+        .await;
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(super::read::Fault::OtherChunk)))
+        {
+            return Ok(None);
+        }
+        Ok(Some(ShardHealth {
+            len_bytes: u64::from(entry.len_bytes),
+            data_shards: scheme.data_shards(),
+            parity_shards: scheme.parity_shards(),
+            healthy: results.iter().filter(|r| r.is_ok()).count(),
+        }))
+    }
+
     /// Runs repair and refill until the store is closed. Spawn on one core only; a second
     /// call returns at once.
     pub async fn run_repairs(&self) {
@@ -317,7 +363,7 @@ impl<E: Engine> LocalStore<E> {
                 let (device, offset) =
                     core.geometry
                         .shard_address(placement, s, entry.offset_blocks);
-                async move { (device, self.devices[device].write_at(parts, offset).await) }
+                async move { (device, self.write_at(device, parts, offset).await) }
             })
             .collect::<Vec<_>>();
         let mut repaired = 0;

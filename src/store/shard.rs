@@ -134,20 +134,35 @@ pub fn decode_header(bytes: &[u8]) -> Result<ShardIdentity, ShardError> {
 }
 
 impl VerifiedHeader<'_> {
-    /// Checks `data`, the shard bytes starting at block `first_block`, against the
-    /// header's block checksums.
-    pub fn verify_blocks(&self, first_block: usize, data: &[u8]) -> Result<(), ShardError> {
-        assert!(data.len().is_multiple_of(BLOCK_BYTES));
+    /// The block checksums, to keep for later reads of the same shard.
+    pub fn block_crcs(&self) -> Vec<u32> {
         let blocks = u32_at(self.bytes, 64) as usize;
-        for (i, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
-            let index = first_block + i;
-            assert!(index < blocks, "block {index} beyond the shard's {blocks}");
-            if crc32c::crc32c(block) != u32_at(self.bytes, CRCS_AT + 4 * index) {
-                return Err(ShardError::BlockChecksum { block: index });
-            }
-        }
-        Ok(())
+        (0..blocks)
+            .map(|i| u32_at(self.bytes, CRCS_AT + 4 * i))
+            .collect()
     }
+}
+
+/// Checks `data`, shard bytes starting at block `first_block`, against `block_crcs` taken
+/// from the shard's verified header.
+pub fn verify_blocks(
+    block_crcs: &[u32],
+    first_block: usize,
+    data: &[u8],
+) -> Result<(), ShardError> {
+    assert!(data.len().is_multiple_of(BLOCK_BYTES));
+    for (i, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
+        let index = first_block + i;
+        assert!(
+            index < block_crcs.len(),
+            "block {index} beyond the shard's {}",
+            block_crcs.len()
+        );
+        if crc32c::crc32c(block) != block_crcs[index] {
+            return Err(ShardError::BlockChecksum { block: index });
+        }
+    }
+    Ok(())
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
@@ -179,13 +194,13 @@ mod tests {
         let data: Vec<u8> = (0..8 * 4096u32).map(|i| (i % 251) as u8).collect();
         let mut header = vec![0u8; HEADER_BYTES];
         encode_header(&identity(&data), &data, &mut header);
-        let verified = verify_header(&header, &identity(&data)).unwrap();
-        verified.verify_blocks(0, &data).unwrap();
-        verified
-            .verify_blocks(3, &data[3 * 4096..5 * 4096])
-            .unwrap();
+        let crcs = verify_header(&header, &identity(&data))
+            .unwrap()
+            .block_crcs();
+        verify_blocks(&crcs, 0, &data).unwrap();
+        verify_blocks(&crcs, 3, &data[3 * 4096..5 * 4096]).unwrap();
         assert_eq!(
-            verified.verify_blocks(2, &data[3 * 4096..4 * 4096]),
+            verify_blocks(&crcs, 2, &data[3 * 4096..4 * 4096]),
             Err(ShardError::BlockChecksum { block: 2 })
         );
 

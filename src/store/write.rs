@@ -15,7 +15,6 @@ use tokio::sync::oneshot;
 use super::aligned::{AlignedBuf, SharedSlice};
 use super::catalog::{Applied, Record};
 use super::commit::{Reply, Request};
-use super::device::Device;
 use super::geometry::BLOCK_BYTES;
 use super::index::key_of;
 use super::shard::{self, HEADER_BYTES, ShardIdentity};
@@ -178,7 +177,7 @@ impl<E: Engine> LocalStore<E> {
             } else {
                 vec![header, shard_data(i)]
             };
-            async move { (device, self.devices[device].write_at(parts, offset).await) }
+            async move { (device, self.write_at(device, parts, offset).await) }
         });
         let mut first_error = None;
         for (device, result) in join_all(writes).await {

@@ -1,0 +1,135 @@
+//! Closed-loop load on the store: a fixed number of requests in flight on each core for a
+//! fixed time, counting bytes and recording each request's latency.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::chunk::ChunkId;
+use crate::store::{Engine, LocalStore};
+
+/// What one load run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub bytes: u64,
+    pub ops: u64,
+    pub elapsed: Duration,
+    /// Latency of every request, in microseconds.
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+    /// The first error, to show why requests failed.
+    pub first_error: Option<String>,
+}
+
+impl Measured {
+    pub fn bytes_per_second(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_us(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        sorted
+            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+            .map_or(0.0, |&v| f64::from(v))
+    }
+
+    /// Adds another core's figures (run side by side, so the elapsed time is the longest).
+    pub fn merge(mut self, other: Measured) -> Measured {
+        self.bytes += other.bytes;
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.first_error = self.first_error.or(other.first_error);
+        self.elapsed = self.elapsed.max(other.elapsed);
+        self.latencies_us.extend(other.latencies_us);
+        self
+    }
+}
+
+/// A tiny generator so each task picks chunks and offsets independently.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `len` bytes of pseudo-random content for chunk `n`: fast to make, distinct per `n`.
+pub fn pseudo_random_bytes(n: u64, len: usize) -> Vec<u8> {
+    let mut rng = XorShift((n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Keeps `in_flight` requests made by `request` going for `duration`; `request` returns the
+/// bytes it moved, or an error.
+pub async fn closed_loop<F, Fut>(in_flight: usize, duration: Duration, request: F) -> Measured
+where
+    F: Fn(&mut XorShift) -> Fut,
+    Fut: Future<Output = Result<u64, String>>,
+{
+    let measured = Rc::new(RefCell::new(Measured::default()));
+    let started = Instant::now();
+    let workers = (0..in_flight).map(|task| {
+        let (measured, request) = (measured.clone(), &request);
+        async move {
+            let mut rng = XorShift(
+                0x9e37_79b9_7f4a_7c15 ^ (task as u64 + 1).wrapping_mul(0xff51_afd7_ed55_8ccd),
+            );
+            while started.elapsed() < duration {
+                let op_started = Instant::now();
+                let result = request(&mut rng).await;
+                let latency = op_started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let mut m = measured.borrow_mut();
+                match result {
+                    Ok(bytes) => {
+                        m.bytes += bytes;
+                        m.ops += 1;
+                        m.latencies_us.push(latency);
+                    }
+                    Err(error) => {
+                        m.errors += 1;
+                        m.first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+    });
+    join_all(workers).await;
+    let mut measured = Rc::try_unwrap(measured)
+        .expect("all tasks finished")
+        .into_inner();
+    measured.elapsed = started.elapsed();
+    measured
+}
+
+/// Reads `range_of(chunk, rng)` of random chunks from `ids` with `in_flight` requests.
+pub async fn reads<E: Engine>(
+    local: &LocalStore<E>,
+    ids: &[(ChunkId, u64)],
+    in_flight: usize,
+    duration: Duration,
+    range_of: impl Fn(u64, &mut XorShift) -> Range<u64>,
+) -> Measured {
+    closed_loop(in_flight, duration, |rng| {
+        let (id, len) = ids[rng.next() as usize % ids.len()];
+        let range = range_of(len, rng);
+        async move {
+            let bytes = local.read(&id, range).await.map_err(|e| e.to_string())?;
+            Ok(bytes.segments.iter().map(|s| s.len() as u64).sum())
+        }
+    })
+    .await
+}

@@ -1,0 +1,417 @@
+//! `chunkd bench store`: the flash store against fio on the same device files.
+//!
+//! 1. The device files are created and written once end to end by fio (so every read below
+//!    hits written blocks on the disk — an unwritten extent would read as zeros without any
+//!    I/O), then fio measures sequential O_DIRECT writes of one shard's size.
+//! 2. chunkd formats a store on them and fills it with 512 KiB chunks: its PUT bandwidth
+//!    (payload, each PUT durable before it returns) is compared with fio's writes.
+//! 3. Random chunk reads at queue depths 1, 8 and 32, and random 64 KiB range reads, each
+//!    followed by fio random reads of the same sizes at the same depth over the same
+//!    region: for whole chunks, 128 KiB reads (a data shard) at 4× the depth, submitted
+//!    four at a time and waited for four at a time, as a chunk read's shard reads are; for
+//!    ranges, 64 KiB reads at the same depth.
+//! 4. The same chunkd reads with one device taken offline (every read rebuilds a shard).
+//!
+//! Nothing here reads through the page cache: both sides use O_DIRECT, and chunkd has no
+//! memory tier in front of the store.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+
+use super::fio::{self, FioJob, FioResult};
+use super::gbps;
+use super::load::{self, Measured, XorShift};
+use crate::chunk::ChunkId;
+use crate::cores;
+use crate::erasure::Scheme;
+use crate::store::device::uring::UringEngine;
+use crate::store::device::{DeviceSpec, Engine as _};
+use crate::store::{DeviceState, Store, StoreConfig, VerifiedChunk};
+
+/// Settings of `chunkd bench store`.
+#[derive(Clone, Debug)]
+pub struct StoreBench {
+    pub dir: PathBuf,
+    pub devices: usize,
+    pub device_bytes: u64,
+    /// Payload written before the reads: the working set.
+    pub fill_bytes: u64,
+    pub chunk_bytes: usize,
+    /// Length of one measurement.
+    pub duration: Duration,
+    /// Measurements per case, alternating with the peer's.
+    pub rounds: usize,
+    pub cores: usize,
+    pub puts_in_flight_per_core: usize,
+}
+
+const RING_ENTRIES: u32 = 512;
+/// fio writes one shard extent (header + 128 KiB) at a time, as a 512 KiB chunk's PUT does.
+const SHARD_EXTENT_BYTES: usize = 132 * 1024;
+
+/// Runs the benchmark and prints its report.
+pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        fio::available(),
+        "fio is not installed (apt-get install fio): it is the peer this benchmark compares with"
+    );
+    anyhow::ensure!(bench.rounds > 0, "at least one round");
+    let specs = prepare_devices(bench)?;
+    let files: Vec<PathBuf> = specs.iter().map(|s| s.path.clone()).collect();
+    let config = StoreConfig {
+        devices: specs,
+        scheme: Scheme::DEFAULT,
+        ..StoreConfig::embedded_default(&bench.dir)
+    };
+    let chunks = (bench.fill_bytes / bench.chunk_bytes as u64).max(bench.rounds as u64);
+    let region_bytes = chunks
+        * Store::<UringEngine>::stored_bytes_for(config.scheme, bench.chunk_bytes as u64)
+        / config.scheme.total_shards() as u64;
+    anyhow::ensure!(
+        (1 << 20) + 2 * region_bytes <= bench.device_bytes,
+        "devices of {} MiB are too small: the chunks take {} MiB of each and fio's writes as much again",
+        bench.device_bytes >> 20,
+        region_bytes >> 20
+    );
+    // fio reads the store's region (where the chunks are) and writes the region after it,
+    // which the store does not use, so its writes never clobber the chunks.
+    let peer = |pattern: &'static str, block_bytes, iodepth, fdatasync_every, batch| FioJob {
+        files: files.clone(),
+        pattern,
+        block_bytes,
+        iodepth,
+        offset_bytes: if pattern.contains("write") {
+            (1 << 20) + region_bytes.next_multiple_of(1 << 20)
+        } else {
+            1 << 20
+        },
+        region_bytes,
+        runtime: Some(bench.duration),
+        fdatasync_every,
+        batch,
+    };
+    println!(
+        "chunkd bench store: {} devices of {} MiB in {}, {} chunks of {} KiB, {} cores, {} rounds of {:?} per case",
+        bench.devices,
+        bench.device_bytes >> 20,
+        bench.dir.display(),
+        chunks,
+        bench.chunk_bytes >> 10,
+        bench.cores,
+        bench.rounds,
+        bench.duration
+    );
+
+    // Writes: the store is filled in `rounds` parts, each followed by fio's writes.
+    let (store, _) = Store::open(config, &UringEngine)?;
+    let mut ids = Vec::new();
+    let mut writes = Case::new("writes: 512 KiB PUTs vs fio seq write", Some(0.8));
+    let mut flushed_writes = Case::new("  same PUTs vs fio write+fdatasync/160", None);
+    for round in 0..bench.rounds as u64 {
+        let part = round * chunks / bench.rounds as u64..(round + 1) * chunks / bench.rounds as u64;
+        let (new_ids, put) = fill(&store, bench, part);
+        ids.extend(new_ids);
+        writes.add(
+            put.clone(),
+            run_fio(&peer("write", SHARD_EXTENT_BYTES, 64, 0, 1))?,
+        );
+        flushed_writes.add(
+            put,
+            run_fio(&peer("write", SHARD_EXTENT_BYTES, 64, 160, 1))?,
+        );
+    }
+    let health = store.health();
+    let batches = health.commit_batches.max(1) as f64;
+    let group_commit = format!(
+        "group commit: {} batches, {:.1} PUTs each; per batch {:.1} ms flushing devices, {:.1} ms committing the catalog",
+        health.commit_batches,
+        health.commit_requests as f64 / batches,
+        health.commit_flush_us as f64 / batches / 1000.0,
+        health.commit_catalog_us as f64 / batches / 1000.0
+    );
+
+    let whole = |len: u64, _: &mut XorShift| 0..len;
+    let range_64k = |len: u64, rng: &mut XorShift| {
+        let blocks = (len / 65536).max(1);
+        let start = rng.next() % blocks * 65536;
+        start..(start + 65536).min(len)
+    };
+    let mut cases = vec![writes, flushed_writes];
+    for depth in [1, 8, 32] {
+        let mut case = Case::new(&format!("512 KiB chunk reads, QD {depth}"), Some(0.9));
+        for _ in 0..bench.rounds {
+            let ours = reads(&store, bench, &ids, depth, whole);
+            case.add(
+                ours,
+                run_fio(&peer("randread", 128 * 1024, 4 * depth, 0, 4))?,
+            );
+        }
+        cases.push(case);
+    }
+    for depth in [8, 32] {
+        let mut case = Case::new(&format!("64 KiB range reads, QD {depth}"), Some(0.9));
+        for _ in 0..bench.rounds {
+            let ours = reads(&store, bench, &ids, depth, range_64k);
+            case.add(ours, run_fio(&peer("randread", 64 * 1024, depth, 0, 1))?);
+        }
+        cases.push(case);
+    }
+
+    // Degraded: healthy and one-device-offline reads alternate, so both see the same disk.
+    let mut degraded = Vec::new();
+    for (label, ranged) in [
+        ("512 KiB chunk reads, QD 32", false),
+        ("64 KiB range reads, QD 32", true),
+    ] {
+        let mut case = Degraded {
+            label,
+            degraded: Vec::new(),
+            healthy: Vec::new(),
+        };
+        for _ in 0..bench.rounds {
+            let measure = |store: &Store<UringEngine>| {
+                if ranged {
+                    reads(store, bench, &ids, 32, range_64k)
+                } else {
+                    reads(store, bench, &ids, 32, whole)
+                }
+            };
+            case.healthy.push(measure(&store).bytes_per_second());
+            store.set_device_state(0, DeviceState::Offline);
+            case.degraded.push(measure(&store).bytes_per_second());
+            store.set_device_state(0, DeviceState::Online);
+        }
+        degraded.push(case);
+    }
+    let rebuilt = store.health().shards_rebuilt;
+    print_report(&cases, &degraded, rebuilt, &group_commit);
+    Ok(())
+}
+
+fn run_fio(job: &FioJob) -> anyhow::Result<FioResult> {
+    fio::run(job).map_err(anyhow::Error::msg)
+}
+
+/// One comparison, measured in rounds that alternate chunkd and its peer.
+struct Case {
+    label: String,
+    target: Option<f64>,
+    ours: Vec<Measured>,
+    peer: Vec<FioResult>,
+}
+
+impl Case {
+    fn new(label: &str, target: Option<f64>) -> Case {
+        Case {
+            label: label.into(),
+            target,
+            ours: Vec::new(),
+            peer: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, ours: Measured, peer: FioResult) {
+        self.ours.push(ours);
+        self.peer.push(peer);
+    }
+
+    /// The median over rounds of each round's ratio: drift of the shared disk between
+    /// rounds cancels out within a round.
+    fn ratio(&self) -> f64 {
+        median(
+            self.ours
+                .iter()
+                .zip(&self.peer)
+                .map(|(o, p)| o.bytes_per_second() / p.bytes_per_second)
+                .collect(),
+        )
+    }
+}
+
+struct Degraded {
+    label: &'static str,
+    degraded: Vec<f64>,
+    healthy: Vec<f64>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Creates the device files and has fio write every byte of them once.
+fn prepare_devices(bench: &StoreBench) -> anyhow::Result<Vec<DeviceSpec>> {
+    if bench.dir.exists() {
+        std::fs::remove_dir_all(&bench.dir)?;
+    }
+    let specs: Vec<DeviceSpec> = (0..bench.devices)
+        .map(|i| DeviceSpec {
+            path: bench.dir.join("devices").join(format!("dev{i}")),
+            size_bytes: Some(bench.device_bytes),
+        })
+        .collect();
+    for spec in &specs {
+        UringEngine.open(spec)?;
+    }
+    let fill = FioJob {
+        files: specs.iter().map(|s| s.path.clone()).collect(),
+        pattern: "write",
+        block_bytes: 1 << 20,
+        iodepth: 16,
+        offset_bytes: 0,
+        region_bytes: bench.device_bytes,
+        runtime: None,
+        fdatasync_every: 0,
+        batch: 1,
+    };
+    fio::run(&fill).map_err(anyhow::Error::msg)?;
+    Ok(specs)
+}
+
+/// PUTs chunks `numbers` from all cores; returns their ids and the write figures.
+fn fill(
+    store: &Store<UringEngine>,
+    bench: &StoreBench,
+    numbers: std::ops::Range<u64>,
+) -> (Vec<(ChunkId, u64)>, Measured) {
+    let started = Instant::now();
+    let per_core = cores::run(bench.cores, true, RING_ENTRIES, |core| {
+        let mine: Vec<u64> = numbers.clone().skip(core).step_by(bench.cores).collect();
+        fill_core(store, bench, mine)
+    });
+    let mut all_ids = Vec::new();
+    let mut total = Measured::default();
+    for (ids, measured) in per_core {
+        all_ids.extend(ids);
+        total = total.merge(measured);
+    }
+    total.elapsed = started.elapsed();
+    (all_ids, total)
+}
+
+/// One core's share of a fill: PUTs `mine` with `puts_in_flight_per_core` in flight.
+async fn fill_core(
+    store: &Store<UringEngine>,
+    bench: &StoreBench,
+    mine: Vec<u64>,
+) -> (Vec<(ChunkId, u64)>, Measured) {
+    let local = store.local().expect("device handles open");
+    let mut measured = Measured::default();
+    let mut ids = Vec::with_capacity(mine.len());
+    let mut puts = stream::iter(mine)
+        .map(|n| {
+            let local = &local;
+            async move {
+                let bytes = load::pseudo_random_bytes(n, bench.chunk_bytes);
+                let chunk = VerifiedChunk::from_slice(
+                    &bytes,
+                    store.config().scheme,
+                    store.config().max_chunk_bytes,
+                )
+                .expect("the chunk size is within the limit");
+                let id = *chunk.id();
+                let op_started = Instant::now();
+                let result = local.put(chunk).await;
+                (id, result, op_started.elapsed())
+            }
+        })
+        .buffer_unordered(bench.puts_in_flight_per_core);
+    while let Some((id, result, latency)) = puts.next().await {
+        match result {
+            Ok(_) => {
+                measured.ops += 1;
+                measured.bytes += bench.chunk_bytes as u64;
+                measured.latencies_us.push(latency.as_micros() as u32);
+                ids.push((id, bench.chunk_bytes as u64));
+            }
+            Err(error) => {
+                measured.errors += 1;
+                tracing::warn!(%error, "bench put failed");
+            }
+        }
+    }
+    (ids, measured)
+}
+
+/// Random reads from every core, `depth` requests in flight in all.
+fn reads(
+    store: &Store<UringEngine>,
+    bench: &StoreBench,
+    ids: &[(ChunkId, u64)],
+    depth: usize,
+    range_of: impl Fn(u64, &mut XorShift) -> std::ops::Range<u64> + Sync + Copy,
+) -> Measured {
+    let used_cores = bench.cores.min(depth);
+    cores::run(used_cores, true, RING_ENTRIES, |core| async move {
+        let local = store.local().expect("device handles open");
+        let in_flight = depth / used_cores + usize::from(core < depth % used_cores);
+        load::reads(&local, ids, in_flight, bench.duration, range_of).await
+    })
+    .into_iter()
+    .reduce(Measured::merge)
+    .expect("at least one core")
+}
+
+fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commit: &str) {
+    println!();
+    println!("{group_commit}");
+    println!("medians over rounds; ratio = median of each round's chunkd / peer");
+    println!(
+        "{:40} {:>11} {:>8} {:>8}   {:>11} {:>8} {:>8}   {:>6}  target",
+        "case", "chunkd", "p50 ms", "p99 ms", "fio", "p50 ms", "p99 ms", "ratio"
+    );
+    for case in cases {
+        let ratio = case.ratio();
+        let ours = |f: &dyn Fn(&Measured) -> f64| median(case.ours.iter().map(f).collect());
+        let peer = |f: &dyn Fn(&FioResult) -> f64| median(case.peer.iter().map(f).collect());
+        let errors: u64 = case.ours.iter().map(|m| m.errors).sum();
+        let verdict = case.target.map_or(String::new(), |t| {
+            format!(">= {t:.2} {}", if ratio >= t { "met" } else { "MISSED" })
+        });
+        println!(
+            "{:40} {} {:8.2} {:8.2}   {} {:8.2} {:8.2}   {:5.2}x  {verdict}{}",
+            case.label,
+            gbps(ours(&|m| m.bytes_per_second())),
+            ours(&|m| m.percentile_us(0.5)) / 1000.0,
+            ours(&|m| m.percentile_us(0.99)) / 1000.0,
+            gbps(peer(&|p| p.bytes_per_second)),
+            peer(&|p| p.p50_us) / 1000.0,
+            peer(&|p| p.p99_us) / 1000.0,
+            ratio,
+            match case.ours.iter().find_map(|m| m.first_error.as_ref()) {
+                Some(first) => format!("  ({errors} errors, first: {first})"),
+                None => String::new(),
+            },
+        );
+    }
+    println!();
+    println!(
+        "{:40} {:>11} {:>11}   {:>6}  target",
+        "one device offline", "degraded", "healthy", "ratio"
+    );
+    for case in degraded {
+        let ratio = median(
+            case.degraded
+                .iter()
+                .zip(&case.healthy)
+                .map(|(d, h)| d / h)
+                .collect(),
+        );
+        println!(
+            "{:40} {} {}   {:5.2}x  >= 0.80 {}",
+            case.label,
+            gbps(median(case.degraded.clone())),
+            gbps(median(case.healthy.clone())),
+            ratio,
+            if ratio >= 0.8 { "met" } else { "MISSED" }
+        );
+    }
+    println!("shards rebuilt while degraded: {rebuilt}");
+}
+
+/// The default bench directory: beside the data directory, never inside it.
+pub fn default_dir() -> PathBuf {
+    Path::new("chunkd-bench").to_path_buf()
+}

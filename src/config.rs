@@ -1,0 +1,238 @@
+//! The node's configuration: one set of keys, each settable as a `chunkd serve` flag, as a
+//! `CHUNKD_*` environment variable, or in a TOML file (`--config`), in that order of
+//! precedence over the documented defaults (`chunkd serve --help` lists them all).
+//!
+//! The file's keys are the flags' long names (`max-connections = 5000`, or with `_`).
+//! Rather than a second parser, file values are turned into flags and the command line is
+//! parsed again, so a value is checked the same way wherever it comes from, and a key the
+//! command line or environment already set is left alone.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+
+use crate::erasure::Scheme;
+use crate::store::{DeviceSpec, StoreConfig};
+
+/// Settings of `chunkd serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    /// TOML file with any of these settings (keys are the long flag names).
+    #[arg(long, env = "CHUNKD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (one SO_REUSEPORT listener per core).
+    #[arg(long, env = "CHUNKD_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+
+    /// Directory for the catalog (and the embedded default devices).
+    #[arg(long, env = "CHUNKD_DATA_DIR", default_value = "chunkd-data")]
+    pub data_dir: PathBuf,
+
+    /// A device as PATH[:SIZE] (block device, or file created and preallocated to SIZE);
+    /// repeat for each. Default: five 1 GiB files under DATA_DIR/devices.
+    #[arg(long = "device", env = "CHUNKD_DEVICES", value_delimiter = ',')]
+    pub devices: Vec<DeviceSpec>,
+
+    /// Erasure scheme K+M: K data and M parity shards per chunk (fixed at creation).
+    #[arg(long, env = "CHUNKD_SCHEME", default_value = "4+1", value_parser = parse_scheme)]
+    pub scheme: Scheme,
+
+    /// Worker threads, one per core, each with its own io_uring and listener.
+    #[arg(long, env = "CHUNKD_CORES", default_value_t = crate::cores::available())]
+    pub cores: usize,
+
+    /// Pin each worker thread to its core.
+    #[arg(long, env = "CHUNKD_PIN_CORES")]
+    pub pin_cores: bool,
+
+    /// Largest chunk a PUT may store.
+    #[arg(long, env = "CHUNKD_MAX_CHUNK_BYTES", default_value = "1M", value_parser = parse_size)]
+    pub max_chunk_bytes: u64,
+
+    /// Bearer token that PUT, DELETE and other writes must present.
+    #[arg(long, env = "CHUNKD_WRITE_TOKEN", hide_env_values = true)]
+    pub write_token: Option<String>,
+
+    /// Accept writes without a token even when listening beyond loopback.
+    #[arg(long, env = "CHUNKD_ALLOW_UNAUTHENTICATED_WRITES")]
+    pub allow_unauthenticated_writes: bool,
+
+    /// Most bytes of request line and headers together (HTTP/1.1; HTTP/2 header list).
+    #[arg(long, env = "CHUNKD_MAX_HEADER_BYTES", default_value = "64K", value_parser = parse_size)]
+    pub max_header_bytes: u64,
+
+    /// Most header fields in a request.
+    #[arg(long, env = "CHUNKD_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Time a client has to send a request's header section once it starts.
+    #[arg(long, env = "CHUNKD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time an idle keep-alive connection (or a stalled request body) is kept.
+    #[arg(long, env = "CHUNKD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most open connections on the node; more are closed at once.
+    #[arg(long, env = "CHUNKD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most bytes of request and response bodies in flight per core; requests beyond wait.
+    #[arg(long, env = "CHUNKD_MAX_INFLIGHT_BYTES_PER_CORE", default_value = "256M", value_parser = parse_size)]
+    pub max_inflight_bytes_per_core: u64,
+
+    /// Most concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "CHUNKD_MAX_STREAMS_PER_CONNECTION", default_value_t = 256)]
+    pub max_streams_per_connection: u32,
+
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "CHUNKD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log one line per request.
+    #[arg(long, env = "CHUNKD_ACCESS_LOG")]
+    pub access_log: bool,
+
+    /// Bytes per second that background repair and refill may use.
+    #[arg(long, env = "CHUNKD_REPAIR_RATE", default_value = "64M", value_parser = parse_size)]
+    pub repair_rate: u64,
+
+    /// Verified shard headers each core caches for range reads.
+    #[arg(long, env = "CHUNKD_HEADER_CACHE_ENTRIES", default_value_t = 65_536)]
+    pub header_cache_entries: usize,
+
+    /// I/O errors in a row after which a device is taken offline.
+    #[arg(long, env = "CHUNKD_DEVICE_ERROR_LIMIT", default_value_t = 8)]
+    pub device_error_limit: u32,
+}
+
+impl ServeConfig {
+    /// The store part of the configuration.
+    pub fn store(&self) -> anyhow::Result<StoreConfig> {
+        let mut store = StoreConfig::embedded_default(&self.data_dir);
+        if !self.devices.is_empty() {
+            store.devices = self.devices.clone();
+        }
+        store.scheme = self.scheme;
+        store.max_chunk_bytes = u32::try_from(self.max_chunk_bytes)
+            .map_err(|_| anyhow::anyhow!("max-chunk-bytes must be below 4 GiB"))?;
+        store.repair_bytes_per_second = self.repair_rate;
+        store.header_cache_entries = self.header_cache_entries;
+        store.device_error_limit = self.device_error_limit.max(1);
+        Ok(store)
+    }
+}
+
+/// The command-line arguments to append so that the file at `path` supplies every setting
+/// that `matches` (the parsed `serve` arguments) took from its default.
+pub fn file_arguments(
+    path: &Path,
+    command: &clap::Command,
+    matches: &ArgMatches,
+) -> anyhow::Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut extra = Vec::new();
+    for (key, value) in table {
+        let wanted = key.replace('-', "_");
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == wanted || a.get_long() == Some(key.as_str()))
+            .filter(|a| a.get_id() != "config")
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: unknown setting {key:?} (see chunkd serve --help)",
+                    path.display()
+                )
+            })?;
+        let id = arg.get_id().as_str();
+        if matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let long = arg.get_long().expect("every setting has a long flag");
+        let values = match value {
+            toml::Value::Array(items) => items,
+            single => vec![single],
+        };
+        for value in values {
+            match value {
+                toml::Value::Boolean(true) => extra.push(format!("--{long}").into()),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(s) => extra.push(format!("--{long}={s}").into()),
+                toml::Value::Integer(n) => extra.push(format!("--{long}={n}").into()),
+                toml::Value::Float(x) => extra.push(format!("--{long}={x}").into()),
+                other => anyhow::bail!(
+                    "{}: setting {key:?} cannot be {}",
+                    path.display(),
+                    other.type_str()
+                ),
+            }
+        }
+    }
+    Ok(extra)
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Parses a size such as `64K`, `1M`, `2G`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    crate::store::device::parse_size(text)
+}
+
+/// Parses an erasure scheme written `K+M`.
+pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
+    let (k, m) = text.split_once('+').ok_or("a scheme is K+M, e.g. 4+1")?;
+    let k = k.trim().parse().map_err(|_| "K is a number")?;
+    let m = m.trim().parse().map_err(|_| "M is a number")?;
+    Scheme::new(k, m).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("1 fortnight").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn schemes_parse() {
+        assert_eq!(parse_scheme("4+1"), Ok(Scheme::DEFAULT));
+        assert!(parse_scheme("4").is_err());
+        assert!(parse_scheme("0+1").is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! Prometheus metrics: every metric chunkd exports is described here, once, with its help
+//! text and labels, and recorded through the functions below, so names cannot drift apart.
+//!
+//! Request metrics are recorded as they happen (the `metrics` crate's global recorder);
+//! store and device gauges are read from the store when `/metrics` is scraped.
+
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::store::{Capacity, Health};
+
+/// Latency buckets in seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+/// The installed recorder.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the process-wide recorder and describes every metric.
+    pub fn install() -> anyhow::Result<Metrics> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS_SECONDS)?
+            .install_recorder()?;
+        describe();
+        Ok(Metrics { handle })
+    }
+
+    /// The exposition text, with the store's gauges brought up to date first.
+    pub fn render(&self, store: Option<(&Health, &Capacity, u64, u64)>) -> String {
+        if let Some((health, capacity, chunks, index_bytes)) = store {
+            record_store(health, capacity, chunks, index_bytes);
+        }
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        "chunkd_http_requests_total",
+        "HTTP requests answered, by route, method and status."
+    );
+    describe_histogram!(
+        "chunkd_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its last byte handed to the socket, by route."
+    );
+    describe_counter!(
+        "chunkd_http_received_bytes_total",
+        Unit::Bytes,
+        "Request body bytes received."
+    );
+    describe_counter!(
+        "chunkd_http_sent_bytes_total",
+        Unit::Bytes,
+        "Response body bytes sent."
+    );
+    describe_gauge!("chunkd_connections_open", "Client connections open now.");
+    describe_counter!("chunkd_connections_total", "Client connections accepted.");
+    describe_counter!(
+        "chunkd_connections_closed_total",
+        "Connections the node closed, by reason."
+    );
+    describe_counter!(
+        "chunkd_store_lookups_total",
+        "Chunk reads, by result (hit or miss)."
+    );
+    describe_gauge!("chunkd_store_chunks", "Chunks stored.");
+    describe_gauge!(
+        "chunkd_store_capacity_bytes",
+        Unit::Bytes,
+        "Shard space on all devices."
+    );
+    describe_gauge!(
+        "chunkd_store_free_bytes",
+        Unit::Bytes,
+        "Free shard space on all devices."
+    );
+    describe_gauge!(
+        "chunkd_store_index_memory_bytes",
+        Unit::Bytes,
+        "Memory of the chunk index."
+    );
+    describe_counter!(
+        "chunkd_store_shards_rebuilt_total",
+        "Shards rebuilt from the others to serve a read."
+    );
+    describe_counter!(
+        "chunkd_store_shards_repaired_total",
+        "Shards rewritten by repair or refill."
+    );
+    describe_counter!(
+        "chunkd_store_chunks_unreadable_total",
+        "Reads or repairs that found fewer than k sound shards."
+    );
+    describe_counter!(
+        "chunkd_store_repairs_dropped_total",
+        "Repairs dropped because the repair queue was full."
+    );
+    describe_gauge!("chunkd_store_repairs_queued", "Chunks waiting for repair.");
+    describe_gauge!(
+        "chunkd_store_chunks_at_risk",
+        "Chunks with a shard missing or on a device not online."
+    );
+    describe_counter!(
+        "chunkd_store_commit_batches_total",
+        "Group commits of the catalog."
+    );
+    describe_counter!(
+        "chunkd_store_commit_requests_total",
+        "Changes committed to the catalog."
+    );
+    describe_gauge!(
+        "chunkd_store_io_in_flight",
+        "Device reads and writes submitted to io_uring and not yet complete."
+    );
+    describe_gauge!(
+        "chunkd_device_state",
+        "1 for a device's current state (online, offline, refilling)."
+    );
+    describe_counter!(
+        "chunkd_device_errors_total",
+        "Device errors, by device and kind (read, write, checksum)."
+    );
+}
+
+/// Records one answered request.
+pub fn request(
+    route: &'static str,
+    method: &str,
+    status: u16,
+    duration: Duration,
+    sent_bytes: u64,
+) {
+    let status = status.to_string();
+    counter!("chunkd_http_requests_total", "route" => route, "method" => method.to_owned(), "status" => status)
+        .increment(1);
+    histogram!("chunkd_http_request_duration_seconds", "route" => route)
+        .record(duration.as_secs_f64());
+    counter!("chunkd_http_sent_bytes_total").increment(sent_bytes);
+}
+
+/// Records request body bytes received.
+pub fn received(bytes: u64) {
+    counter!("chunkd_http_received_bytes_total").increment(bytes);
+}
+
+/// Records a chunk read's outcome.
+pub fn lookup(hit: bool) {
+    counter!("chunkd_store_lookups_total", "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
+/// Tracks open connections.
+pub fn connection_opened() {
+    counter!("chunkd_connections_total").increment(1);
+    gauge!("chunkd_connections_open").increment(1.0);
+}
+
+/// Tracks open connections.
+pub fn connection_closed() {
+    gauge!("chunkd_connections_open").decrement(1.0);
+}
+
+/// Counts a connection the node closed itself.
+pub fn connection_cut(reason: &'static str) {
+    counter!("chunkd_connections_closed_total", "reason" => reason).increment(1);
+}
+
+fn record_store(health: &Health, capacity: &Capacity, chunks: u64, index_bytes: u64) {
+    gauge!("chunkd_store_chunks").set(chunks as f64);
+    gauge!("chunkd_store_capacity_bytes").set(capacity.total_bytes as f64);
+    gauge!("chunkd_store_free_bytes").set(capacity.free_bytes as f64);
+    gauge!("chunkd_store_index_memory_bytes").set(index_bytes as f64);
+    counter!("chunkd_store_shards_rebuilt_total").absolute(health.shards_rebuilt);
+    counter!("chunkd_store_shards_repaired_total").absolute(health.shards_repaired);
+    counter!("chunkd_store_chunks_unreadable_total").absolute(health.chunks_unreadable);
+    counter!("chunkd_store_repairs_dropped_total").absolute(health.repairs_dropped);
+    gauge!("chunkd_store_repairs_queued").set(health.repairs_queued as f64);
+    gauge!("chunkd_store_chunks_at_risk").set(health.chunks_at_risk as f64);
+    counter!("chunkd_store_commit_batches_total").absolute(health.commit_batches);
+    counter!("chunkd_store_commit_requests_total").absolute(health.commit_requests);
+    gauge!("chunkd_store_io_in_flight").set(health.io_in_flight as f64);
+    for device in &health.devices {
+        for state in ["online", "offline", "refilling"] {
+            let value = if device.state.as_str() == state {
+                1.0
+            } else {
+                0.0
+            };
+            gauge!("chunkd_device_state", "device" => device.path.clone(), "state" => state)
+                .set(value);
+        }
+        for (kind, count) in [
+            ("read", device.read_errors),
+            ("write", device.write_errors),
+            ("checksum", device.checksum_errors),
+        ] {
+            counter!("chunkd_device_errors_total", "device" => device.path.clone(), "kind" => kind)
+                .absolute(count);
+        }
+    }
+}
