@@ -77,6 +77,9 @@ pub struct Catalog {
 impl Catalog {
     /// Opens or creates the catalog file.
     pub fn open(path: &Path) -> Result<Catalog, redb::Error> {
+        if !path.exists() {
+            create_atomically(path)?;
+        }
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(CHUNKS)?;
@@ -168,6 +171,33 @@ impl Catalog {
         txn.commit()?;
         Ok(applied)
     }
+}
+
+/// Creates an empty catalog at `path`, all or nothing: it is built under a temporary name
+/// and renamed into place once whole. redb writes its magic number last when it creates a
+/// file, and refuses to open a file without one, so a crash in the middle of
+/// `Database::create` would leave a file that no later start could open.
+fn create_atomically(path: &Path) -> Result<(), redb::Error> {
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(".new");
+    let fresh = std::path::PathBuf::from(fresh);
+    // A leftover from a crash during an earlier creation.
+    if let Err(error) = std::fs::remove_file(&fresh)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(error.into());
+    }
+    let db = Database::create(&fresh)?;
+    let txn = db.begin_write()?;
+    txn.open_table(CHUNKS)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    drop(db);
+    std::fs::rename(&fresh, path)?;
+    // Make the rename durable: sync the directory that holds the catalog.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    Ok(())
 }
 
 fn apply(
