@@ -8,7 +8,9 @@
 //! quarantine ago, so a chunk deleted meanwhile is never written over a successor.
 //!
 //! *Refill*: a device that was new or replaced at start-up is walked chunk by chunk through
-//! the catalog and every shard it should hold is repaired the same way; then it is online.
+//! the catalog and every shard it should hold is repaired the same way; then it is flushed
+//! and online. Until then its bad shards are expected, so they do not count towards
+//! taking it offline.
 //!
 //! The queue is bounded; a full queue drops the request and counts it (the chunk is
 //! rebuilt again on its next read, and queued again).
@@ -21,7 +23,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::aligned::{AlignedBuf, SharedSlice};
-use super::device::Device;
+use super::device::{Device, DeviceHandle};
 use super::health::{DeviceHealth, DeviceState, Health, StoreCounters};
 use super::index::key_of;
 use super::read::{Target, Window};
@@ -93,6 +95,24 @@ pub(super) fn health<E: Engine>(core: &Core<E>, queue: &Queue) -> Health {
         repairs_dropped: c.repairs_dropped.load(Ordering::Relaxed),
         repairs_queued: queue.queued() as u64,
         chunks_at_risk: at_risk_in_groups + queue.queued() as u64,
+    }
+}
+
+/// Ends the refill of `refilled`. Online means whole, after a crash too, so for each
+/// device its refilled shards are flushed first; then it goes online unless it failed
+/// meanwhile (an offline device stays offline).
+fn finish_refill<E: Engine>(core: &Core<E>, refilled: Vec<usize>) {
+    for d in refilled {
+        let slot = &core.devices[d];
+        match slot.handle.sync_data() {
+            Ok(()) => {
+                slot.counters
+                    .replace_state(DeviceState::Refilling, DeviceState::Online);
+            }
+            Err(error) => {
+                tracing::error!(device = %slot.spec, %error, "refill not flushed: the device stays refilling")
+            }
+        }
     }
 }
 
@@ -217,9 +237,14 @@ impl<E: Engine> LocalStore<E> {
                 self.repair_limited(&id, limit).await;
             }
         }
-        for d in refilling {
-            core.devices[d].counters.set_state(DeviceState::Online);
-        }
+        let finish = {
+            let core = core.clone();
+            move || finish_refill(&core, refilling)
+        };
+        // Flushing blocks: off this core.
+        tokio::task::spawn_blocking(finish)
+            .await
+            .expect("finishing a refill does not panic");
         tracing::info!("refill done");
     }
 
