@@ -8,7 +8,8 @@
 //! again at the next start — or a record whose shards are all there.
 //!
 //! Tables: `chunks` maps the full 32-byte id to a 16-byte record (generation, offset,
-//! length); `meta` holds the store's UUID and geometry.
+//! length); `meta` holds the store's UUID and geometry, and the devices still being
+//! refilled.
 //!
 //! **Architecture invariant:** the only module that touches the catalog file.
 
@@ -22,6 +23,8 @@ use crate::chunk::ChunkId;
 const CHUNKS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("chunks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_SUPERBLOCK: &str = "superblock";
+/// Indexes of the devices not yet refilled (u32 little-endian each).
+const META_REFILLING: &str = "refilling";
 
 /// Where a stored chunk is, as the catalog keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +105,31 @@ impl Catalog {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
             .insert(META_SUPERBLOCK, &superblock.encode()[..SUPERBLOCK_BYTES])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Indexes of the devices that were replaced and are not refilled yet. A device here
+    /// may have a sound superblock, but not yet every shard it should hold.
+    pub fn refilling(&self) -> Result<Vec<u32>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(bytes) = meta.get(META_REFILLING)? else {
+            return Ok(Vec::new());
+        };
+        Ok(bytes
+            .value()
+            .chunks_exact(4)
+            .map(|d| u32::from_le_bytes(d.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    /// Records, durably, which devices are not refilled yet.
+    pub fn set_refilling(&self, devices: &[u32]) -> Result<(), redb::Error> {
+        let bytes: Vec<u8> = devices.iter().flat_map(|d| d.to_le_bytes()).collect();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_REFILLING, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }

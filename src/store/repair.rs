@@ -9,8 +9,9 @@
 //!
 //! *Refill*: a device that was new or replaced at start-up is walked chunk by chunk through
 //! the catalog and every shard it should hold is repaired the same way; then it is flushed
-//! and online. Until then its bad shards are expected, so they do not count towards
-//! taking it offline.
+//! and online, and the catalog stops listing it as refilling. Until then its bad shards
+//! are expected, so they do not count towards taking it offline, and a restart resumes
+//! the refill.
 //!
 //! The queue is bounded; a full queue drops the request and counts it (the chunk is
 //! rebuilt again on its next read, and queued again).
@@ -99,20 +100,36 @@ pub(super) fn health<E: Engine>(core: &Core<E>, queue: &Queue) -> Health {
 }
 
 /// Ends the refill of `refilled`. Online means whole, after a crash too, so for each
-/// device its refilled shards are flushed first; then it goes online unless it failed
-/// meanwhile (an offline device stays offline).
+/// device: its refilled shards are flushed, then it goes online unless it failed meanwhile
+/// (an offline device stays offline), and only then does the catalog stop listing it as
+/// refilling. A crash anywhere in between leaves it listed, and the next start refills it
+/// again.
 fn finish_refill<E: Engine>(core: &Core<E>, refilled: Vec<usize>) {
-    for d in refilled {
-        let slot = &core.devices[d];
-        match slot.handle.sync_data() {
-            Ok(()) => {
-                slot.counters
-                    .replace_state(DeviceState::Refilling, DeviceState::Online);
+    let online: Vec<u32> = refilled
+        .into_iter()
+        .filter(|&d| {
+            let slot = &core.devices[d];
+            match slot.handle.sync_data() {
+                Ok(()) => slot
+                    .counters
+                    .replace_state(DeviceState::Refilling, DeviceState::Online),
+                Err(error) => {
+                    tracing::error!(device = %slot.spec, %error, "refill not flushed: the device stays refilling");
+                    false
+                }
             }
-            Err(error) => {
-                tracing::error!(device = %slot.spec, %error, "refill not flushed: the device stays refilling")
-            }
-        }
+        })
+        .map(|d| d as u32)
+        .collect();
+    let recorded = core.catalog.refilling().and_then(|recorded| {
+        let still: Vec<u32> = recorded
+            .into_iter()
+            .filter(|d| !online.contains(d))
+            .collect();
+        core.catalog.set_refilling(&still)
+    });
+    if let Err(error) = recorded {
+        tracing::error!(%error, "refill not recorded in the catalog: the next start runs it again");
     }
 }
 
@@ -241,7 +258,7 @@ impl<E: Engine> LocalStore<E> {
             let core = core.clone();
             move || finish_refill(&core, refilling)
         };
-        // Flushing blocks: off this core.
+        // Flushing and committing block: off this core.
         tokio::task::spawn_blocking(finish)
             .await
             .expect("finishing a refill does not panic");
