@@ -8,7 +8,8 @@
 //! again at the next start — or a record whose shards are all there.
 //!
 //! Tables: `chunks` maps the full 32-byte id to a 16-byte record (generation, offset,
-//! length); `meta` holds the store's UUID and geometry.
+//! length); `meta` holds the store's UUID and geometry, and the devices still being
+//! refilled.
 //!
 //! **Architecture invariant:** the only module that touches the catalog file.
 
@@ -22,6 +23,8 @@ use crate::chunk::ChunkId;
 const CHUNKS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("chunks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_SUPERBLOCK: &str = "superblock";
+/// Indexes of the devices not yet refilled (u32 little-endian each).
+const META_REFILLING: &str = "refilling";
 
 /// Where a stored chunk is, as the catalog keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +80,9 @@ pub struct Catalog {
 impl Catalog {
     /// Opens or creates the catalog file.
     pub fn open(path: &Path) -> Result<Catalog, redb::Error> {
+        if !path.exists() {
+            create_atomically(path)?;
+        }
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(CHUNKS)?;
@@ -99,6 +105,31 @@ impl Catalog {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
             .insert(META_SUPERBLOCK, &superblock.encode()[..SUPERBLOCK_BYTES])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Indexes of the devices that were replaced and are not refilled yet. A device here
+    /// may have a sound superblock, but not yet every shard it should hold.
+    pub fn refilling(&self) -> Result<Vec<u32>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(bytes) = meta.get(META_REFILLING)? else {
+            return Ok(Vec::new());
+        };
+        Ok(bytes
+            .value()
+            .chunks_exact(4)
+            .map(|d| u32::from_le_bytes(d.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    /// Records, durably, which devices are not refilled yet.
+    pub fn set_refilling(&self, devices: &[u32]) -> Result<(), redb::Error> {
+        let bytes: Vec<u8> = devices.iter().flat_map(|d| d.to_le_bytes()).collect();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_REFILLING, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -168,6 +199,33 @@ impl Catalog {
         txn.commit()?;
         Ok(applied)
     }
+}
+
+/// Creates an empty catalog at `path`, all or nothing: it is built under a temporary name
+/// and renamed into place once whole. redb writes its magic number last when it creates a
+/// file, and refuses to open a file without one, so a crash in the middle of
+/// `Database::create` would leave a file that no later start could open.
+fn create_atomically(path: &Path) -> Result<(), redb::Error> {
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(".new");
+    let fresh = std::path::PathBuf::from(fresh);
+    // A leftover from a crash during an earlier creation.
+    if let Err(error) = std::fs::remove_file(&fresh)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(error.into());
+    }
+    let db = Database::create(&fresh)?;
+    let txn = db.begin_write()?;
+    txn.open_table(CHUNKS)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    drop(db);
+    std::fs::rename(&fresh, path)?;
+    // Make the rename durable: sync the directory that holds the catalog.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    Ok(())
 }
 
 fn apply(

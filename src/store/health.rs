@@ -58,6 +58,19 @@ impl DeviceCounters {
         self.state.store(state.encode(), Ordering::Relaxed);
     }
 
+    /// Moves the device from state `from` to `to`, unless it has left `from` meanwhile;
+    /// returns whether it did.
+    pub fn replace_state(&self, from: DeviceState, to: DeviceState) -> bool {
+        self.state
+            .compare_exchange(
+                from.encode(),
+                to.encode(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// True unless the device is offline.
     pub fn usable(&self) -> bool {
         self.state() != DeviceState::Offline

@@ -260,6 +260,31 @@ impl<E: Engine> Store<E> {
         Ok(chunks)
     }
 
+    /// Where the shards of chunk `id` are on the devices, data shards first and parity
+    /// after, or `None` when the chunk is not stored. For operators locating a damaged
+    /// shard with other tools (and for tests that damage one on purpose).
+    pub fn shard_locations(&self, id: &ChunkId) -> Result<Option<Vec<ShardLocation>>, StoreError> {
+        let core = &self.inner.core;
+        let Some(record) = core.catalog.get(id)? else {
+            return Ok(None);
+        };
+        let layout = crate::erasure::Layout::new(core.config.scheme, u64::from(record.len_bytes));
+        let placement = core.geometry.placement(id);
+        let locations = (0..core.config.scheme.total_shards())
+            .map(|shard| {
+                let (device, header_offset_bytes) =
+                    core.geometry
+                        .shard_address(placement, shard, record.offset_blocks);
+                ShardLocation {
+                    device,
+                    header_offset_bytes,
+                    data_len_bytes: layout.shard_len_bytes(),
+                }
+            })
+            .collect();
+        Ok(Some(locations))
+    }
+
     /// Bytes the in-memory index has allocated.
     pub fn index_memory_bytes(&self) -> usize {
         self.inner.core.index.memory_bytes()
@@ -365,6 +390,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where one shard of a stored chunk lies: `[header | data]`, contiguous on one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardLocation {
+    /// Index of the device in [`StoreConfig::devices`].
+    pub device: usize,
+    /// Byte offset of the shard's 4 KiB header on the device.
+    pub header_offset_bytes: u64,
+    /// Bytes of shard data after the header (a multiple of 4096).
+    pub data_len_bytes: usize,
+}
+
+impl ShardLocation {
+    /// Byte offset of the shard's data: right after its header.
+    pub fn data_offset_bytes(&self) -> u64 {
+        self.header_offset_bytes + shard::HEADER_BYTES as u64
+    }
 }
 
 /// Space on the devices.

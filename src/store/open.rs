@@ -9,8 +9,9 @@
 //!
 //! Devices: each carries a superblock (store UUID, its index, the geometry). A device with
 //! no superblock in an existing store is a replacement: it is formatted and refilled in the
-//! background. A device of another store, or in another position, is refused rather than
-//! overwritten.
+//! background. The catalog lists it as refilling from before its superblock is written
+//! until its refill is durable, so a restart resumes an unfinished refill. A device of
+//! another store, or in another position, is refused rather than overwritten.
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ impl<E: Engine> Store<E> {
             .collect::<Result<_, _>>()?;
         let (superblock, states, created) = match catalog.superblock()? {
             Some(superblock) => {
-                let states = check_devices(&config, &handles, &found, &superblock)?;
+                let states = check_devices(&config, &catalog, &handles, &found, &superblock)?;
                 (superblock, states, false)
             }
             None => (
@@ -178,9 +179,11 @@ fn write_superblock<H: DeviceHandle>(
         .map_err(|e| setup(format!("writing a superblock: {e}")))
 }
 
-/// Checks an existing store's devices; formats replacements. Returns each device's state.
+/// Checks an existing store's devices; formats replacements. Returns each device's state:
+/// `Refilling` for a replacement formatted now or one whose refill had not finished.
 fn check_devices<H: DeviceHandle>(
     config: &StoreConfig,
+    catalog: &Catalog,
     handles: &[H],
     found: &[Option<Superblock>],
     store: &Superblock,
@@ -201,13 +204,18 @@ fn check_devices<H: DeviceHandle>(
     let needed_bytes = (RESERVED_BLOCKS
         + u64::from(geometry.partitions_per_device) * geometry.partition_blocks)
         * BLOCK_BYTES as u64;
+    let mut refilling = catalog.refilling()?;
     let mut states = Vec::with_capacity(handles.len());
     for (index, ((handle, found), spec)) in
         handles.iter().zip(found).zip(&config.devices).enumerate()
     {
         let state = match found {
             Some(sb) if sb.store_uuid == store.store_uuid && sb.device_index as usize == index => {
-                DeviceState::Online
+                if refilling.contains(&(index as u32)) {
+                    DeviceState::Refilling
+                } else {
+                    DeviceState::Online
+                }
             }
             Some(sb) if sb.store_uuid == store.store_uuid => {
                 return Err(setup(format!(
@@ -228,6 +236,12 @@ fn check_devices<H: DeviceHandle>(
                     )));
                 }
                 tracing::warn!(device = %spec, "device has no superblock: formatting it as a replacement");
+                // Recorded before the superblock is written: a device with a superblock
+                // is taken as whole unless the catalog says its refill is not done.
+                if !refilling.contains(&(index as u32)) {
+                    refilling.push(index as u32);
+                    catalog.set_refilling(&refilling)?;
+                }
                 write_superblock(
                     handle,
                     &Superblock {

@@ -21,6 +21,7 @@ use futures_util::future::join_all;
 use super::aligned::AlignedBuf;
 use super::geometry::Placement;
 use super::header_cache::{CachedHeader, HeaderKey};
+use super::health::DeviceState;
 use super::index::{Entry, key_of};
 use super::shard::{self, HEADER_BYTES, ShardError, ShardIdentity};
 use super::{Engine, LocalStore, StoreError};
@@ -333,7 +334,11 @@ impl<E: Engine> LocalStore<E> {
         match verified {
             Ok(()) => slot.counters.succeeded(),
             Err(fault) => {
-                if matches!(fault, Fault::Corrupt(_)) {
+                // A refilling device holds nothing sound until the refill reaches each
+                // chunk: its bad shards are expected, not a sign of failure, and must not
+                // take it offline (the refill skips an offline device).
+                let refilling = slot.counters.state() == DeviceState::Refilling;
+                if matches!(fault, Fault::Corrupt(_)) && !refilling {
                     slot.counters.failed(
                         &slot.counters.checksum_errors,
                         core.config.device_error_limit,

@@ -8,7 +8,10 @@
 //! quarantine ago, so a chunk deleted meanwhile is never written over a successor.
 //!
 //! *Refill*: a device that was new or replaced at start-up is walked chunk by chunk through
-//! the catalog and every shard it should hold is repaired the same way; then it is online.
+//! the catalog and every shard it should hold is repaired the same way; then it is flushed
+//! and online, and the catalog stops listing it as refilling. Until then its bad shards
+//! are expected, so they do not count towards taking it offline, and a restart resumes
+//! the refill.
 //!
 //! The queue is bounded; a full queue drops the request and counts it (the chunk is
 //! rebuilt again on its next read, and queued again).
@@ -21,6 +24,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::aligned::{AlignedBuf, SharedSlice};
+use super::device::DeviceHandle;
 use super::health::{DeviceHealth, DeviceState, Health, StoreCounters};
 use super::index::key_of;
 use super::read::{Target, Window};
@@ -97,6 +101,40 @@ pub(super) fn health<E: Engine>(core: &Core<E>, queue: &Queue) -> Health {
         commit_catalog_us: c.commit_catalog_us.load(Ordering::Relaxed),
         io_in_flight: c.io_in_flight.load(Ordering::Relaxed),
         chunks_at_risk: at_risk_in_groups + queue.queued() as u64,
+    }
+}
+
+/// Ends the refill of `refilled`. Online means whole, after a crash too, so for each
+/// device: its refilled shards are flushed, then it goes online unless it failed meanwhile
+/// (an offline device stays offline), and only then does the catalog stop listing it as
+/// refilling. A crash anywhere in between leaves it listed, and the next start refills it
+/// again.
+fn finish_refill<E: Engine>(core: &Core<E>, refilled: Vec<usize>) {
+    let online: Vec<u32> = refilled
+        .into_iter()
+        .filter(|&d| {
+            let slot = &core.devices[d];
+            match slot.handle.sync_data() {
+                Ok(()) => slot
+                    .counters
+                    .replace_state(DeviceState::Refilling, DeviceState::Online),
+                Err(error) => {
+                    tracing::error!(device = %slot.spec, %error, "refill not flushed: the device stays refilling");
+                    false
+                }
+            }
+        })
+        .map(|d| d as u32)
+        .collect();
+    let recorded = core.catalog.refilling().and_then(|recorded| {
+        let still: Vec<u32> = recorded
+            .into_iter()
+            .filter(|d| !online.contains(d))
+            .collect();
+        core.catalog.set_refilling(&still)
+    });
+    if let Err(error) = recorded {
+        tracing::error!(%error, "refill not recorded in the catalog: the next start runs it again");
     }
 }
 
@@ -263,9 +301,14 @@ impl<E: Engine> LocalStore<E> {
                 self.repair_limited(&id, limit).await;
             }
         }
-        for d in refilling {
-            core.devices[d].counters.set_state(DeviceState::Online);
-        }
+        let finish = {
+            let core = core.clone();
+            move || finish_refill(&core, refilling)
+        };
+        // Flushing and committing block: off this core.
+        tokio::task::spawn_blocking(finish)
+            .await
+            .expect("finishing a refill does not panic");
         tracing::info!("refill done");
     }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use chunkd::chunk::ChunkId;
 use chunkd::erasure::Scheme;
 use chunkd::store::{
-    DEFAULT_MAX_CHUNK_BYTES, Engine, LocalStore, PutOutcome, StoreConfig, VerifiedChunk,
+    ChunkBytes, DEFAULT_MAX_CHUNK_BYTES, DeviceState, Engine, LocalStore, PutOutcome,
+    RepairOutcome, Store, StoreConfig, VerifiedChunk,
 };
 
 /// A store config with five devices of `device_mib` MiB each under `dir`.
@@ -30,12 +31,12 @@ pub fn run<F: Future>(body: F) -> F::Output {
 /// The bytes of test chunk `n` of `len` bytes: a cheap, seeded pseudo-random stream.
 pub fn chunk_bytes(seed: u64, n: u64, len: usize) -> Vec<u8> {
     let mut state = (seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
+    let mut bytes = vec![0u8; len.next_multiple_of(8)];
+    for word in bytes.chunks_exact_mut(8) {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
+        word.copy_from_slice(&state.to_le_bytes());
     }
     bytes.truncate(len);
     bytes
@@ -72,5 +73,168 @@ pub async fn check<E: Engine>(local: &LocalStore<E>, seed: u64, n: u64) {
         .await
         .unwrap_or_else(|e| panic!("read {n}: {e}"));
     assert_eq!(read.chunk_len_bytes, expected.len() as u64);
-    assert!(read.to_vec() == expected, "chunk {n} differs");
+    assert!(same_bytes(&read, &expected), "chunk {n} differs");
+}
+
+/// Whether `read` holds exactly `expected` (without joining its segments).
+pub fn same_bytes(read: &ChunkBytes, expected: &[u8]) -> bool {
+    let mut rest = expected;
+    for segment in &read.segments {
+        match rest.split_at_checked(segment.len()) {
+            Some((head, tail)) if head == &segment[..] => rest = tail,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// A small seeded generator for test decisions (which chunk, which range, how long to wait),
+/// so every run of a test makes the same choices.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// SplitMix64.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound > 0`).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+}
+
+/// The bytes and id of test chunk `n`.
+pub fn chunk(seed: u64, n: u64) -> (ChunkId, Vec<u8>) {
+    let bytes = chunk_bytes(seed, n, chunk_len(seed, n));
+    (ChunkId::of(&bytes), bytes)
+}
+
+/// Puts test chunks `ns` with up to `in_flight` puts at once; returns their ids in order.
+/// Short test chunks repeat (there are only 256 one-byte chunks), so a put may find its
+/// chunk already stored, but only if an earlier chunk of `ns` had the same bytes: each
+/// distinct chunk must be created exactly once.
+pub async fn put_many<E: Engine>(
+    local: &LocalStore<E>,
+    scheme: Scheme,
+    seed: u64,
+    ns: std::ops::Range<u64>,
+    in_flight: usize,
+) -> Vec<ChunkId> {
+    use futures_util::StreamExt;
+    let put = |n: u64| async move {
+        let (id, bytes) = chunk(seed, n);
+        let chunk = VerifiedChunk::from_slice(&bytes, scheme, DEFAULT_MAX_CHUNK_BYTES).unwrap();
+        let outcome = local
+            .put(chunk)
+            .await
+            .unwrap_or_else(|e| panic!("put {n}: {e}"));
+        (id, outcome)
+    };
+    let puts: Vec<(ChunkId, PutOutcome)> = futures_util::stream::iter(ns)
+        .map(put)
+        .buffered(in_flight)
+        .collect()
+        .await;
+    let created = puts
+        .iter()
+        .filter(|(_, outcome)| *outcome == PutOutcome::Created)
+        .count();
+    let ids: Vec<ChunkId> = puts.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(created, distinct(&ids), "each distinct chunk created once");
+    ids
+}
+
+/// Number of distinct ids in `ids`.
+pub fn distinct(ids: &[ChunkId]) -> usize {
+    ids.iter().collect::<std::collections::HashSet<_>>().len()
+}
+
+/// Reads test chunks `ns` whole, up to `in_flight` at once, and checks them byte for byte.
+pub async fn check_many<E: Engine>(
+    local: &LocalStore<E>,
+    seed: u64,
+    ns: std::ops::Range<u64>,
+    in_flight: usize,
+) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(ns)
+        .for_each_concurrent(in_flight, |n| check(local, seed, n))
+        .await;
+}
+
+/// Repairs every chunk in `ids`, then checks that a second repair finds each one
+/// `Healthy` with every device online: all `k + m` shards of every chunk are sound.
+pub async fn assert_all_healthy<E: Engine>(
+    store: &Store<E>,
+    local: &LocalStore<E>,
+    ids: &[ChunkId],
+) {
+    let devices = store.health().devices;
+    assert!(
+        devices.iter().all(|d| d.state == DeviceState::Online),
+        "every device is online: {devices:?}"
+    );
+    for id in ids {
+        let first = local.repair(id).await.unwrap();
+        assert!(
+            matches!(first, RepairOutcome::Healthy | RepairOutcome::Repaired(_)),
+            "chunk {id}: {first:?}"
+        );
+    }
+    for id in ids {
+        assert_eq!(
+            local.repair(id).await.unwrap(),
+            RepairOutcome::Healthy,
+            "chunk {id} after repair"
+        );
+    }
+}
+
+/// Starts the store's background repair and refill loop on this tokio-uring runtime; it
+/// runs until the runtime ends.
+pub fn spawn_repairs<E: Engine>(store: &Store<E>) {
+    let store = store.clone();
+    tokio_uring::spawn(async move {
+        let local = store.local().unwrap();
+        local.run_repairs().await;
+    });
+}
+
+/// Waits (polling) until `done` holds, failing the test after `limit`.
+pub async fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Checks, without repairing anything first, that every chunk in `ids` has all `k + m`
+/// shards sound with every device online: for after a refill, which must leave nothing
+/// to repair.
+pub async fn assert_all_whole<E: Engine>(store: &Store<E>, local: &LocalStore<E>, ids: &[ChunkId]) {
+    let devices = store.health().devices;
+    assert!(
+        devices.iter().all(|d| d.state == DeviceState::Online),
+        "every device is online: {devices:?}"
+    );
+    for id in ids {
+        assert_eq!(
+            local.repair(id).await.unwrap(),
+            RepairOutcome::Healthy,
+            "chunk {id}"
+        );
+    }
 }

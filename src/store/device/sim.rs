@@ -257,8 +257,14 @@ impl DeviceHandle for Arc<SimDevice> {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        // Liveness is checked under the state lock. A test simulates power loss by losing
+        // the devices, then calling `crash` (which takes this lock), so a sync either runs
+        // wholly before the crash, and its writes stay, or finds the device lost and
+        // fails. Checked before taking the lock, a sync could pass the check, wait while
+        // the crash dropped its writes, and then report them durable.
+        let mut state = lock(&self.state);
         self.check_alive()?;
-        lock(&self.state).undo.clear();
+        state.undo.clear();
         self.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
