@@ -60,10 +60,14 @@ pub struct Node {
 pub fn serve(config: ServeConfig, metrics: Metrics) -> anyhow::Result<()> {
     let store_config = config.store()?;
     anyhow::ensure!(config.cores > 0, "--cores must be at least 1");
-    let listeners: Vec<_> = (0..config.cores)
-        .map(|_| bind(config.listen))
-        .collect::<Result<_, _>>()?;
-    let listeners = Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>());
+    // The first bind settles the port (port 0 picks a free one); the others share it.
+    let first = bind(config.listen)?;
+    let address = first.local_addr()?;
+    let mut listeners = vec![Some(first)];
+    for _ in 1..config.cores {
+        listeners.push(Some(bind(address)?));
+    }
+    let listeners = Mutex::new(listeners);
     let open_writes = config.write_token.is_some()
         || config.allow_unauthenticated_writes
         || config.listen.ip().is_loopback();
@@ -80,7 +84,9 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> anyhow::Result<()> {
         connections: AtomicUsize::new(0),
         shutdown,
     });
-    tracing::info!(listen = %node.config.listen, cores = node.config.cores, "listening; recovering the store");
+    tracing::info!(listen = %address, cores = node.config.cores, "listening; recovering the store");
+    // One stable line on stdout for scripts and tests that asked for port 0.
+    println!("listening on http://{address}");
 
     let (cores_done_tx, cores_done_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::scope(|scope| {
