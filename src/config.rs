@@ -102,6 +102,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_REPAIR_RATE", default_value = "64M", value_parser = parse_size)]
     pub repair_rate: u64,
 
+    /// Bytes per second the background scrub reads to re-verify every shard (parity too)
+    /// and repair what it finds; 0 turns it off.
+    #[arg(long, env = "CHUNKD_SCRUB_RATE", default_value = "8M", value_parser = parse_size)]
+    pub scrub_rate: u64,
+
     /// Verified shard headers each core caches for range reads.
     #[arg(long, env = "CHUNKD_HEADER_CACHE_ENTRIES", default_value_t = 65_536)]
     pub header_cache_entries: usize,
@@ -122,6 +127,7 @@ impl ServeConfig {
         store.max_chunk_bytes = u32::try_from(self.max_chunk_bytes)
             .map_err(|_| anyhow::anyhow!("max-chunk-bytes must be below 4 GiB"))?;
         store.repair_bytes_per_second = self.repair_rate;
+        store.scrub_bytes_per_second = self.scrub_rate;
         store.header_cache_entries = self.header_cache_entries;
         store.device_error_limit = self.device_error_limit.max(1);
         Ok(store)

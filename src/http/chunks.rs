@@ -332,14 +332,15 @@ async fn put(
         .into();
     }
     match local.lookup(&id) {
-        Ok(Some(_)) => {
+        Ok(Some(_)) if !local.is_lost(&id) => {
             return json(
                 StatusCode::OK,
                 &serde_json::json!({ "id": id, "created": false }),
             )
             .into();
         }
-        Ok(None) => {}
+        // Not stored, or stored but lost: receive and store it.
+        Ok(_) => {}
         Err(failure) => return store_error(failure).into(),
     }
     let permit = context.reserve(declared.unwrap_or(u64::from(max))).await;

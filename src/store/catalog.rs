@@ -75,6 +75,9 @@ pub enum Applied {
 /// The open catalog.
 pub struct Catalog {
     db: Database,
+    /// Serialises read-modify-write updates of the meta table (refilling devices), which
+    /// the commit thread and the repair task both make.
+    meta_updates: std::sync::Mutex<()>,
 }
 
 impl Catalog {
@@ -88,7 +91,10 @@ impl Catalog {
         txn.open_table(CHUNKS)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Catalog { db })
+        Ok(Catalog {
+            db,
+            meta_updates: std::sync::Mutex::new(()),
+        })
     }
 
     /// The store's identity and geometry, once the store has been formatted.
@@ -122,6 +128,29 @@ impl Catalog {
             .chunks_exact(4)
             .map(|d| u32::from_le_bytes(d.try_into().expect("4 bytes")))
             .collect())
+    }
+
+    /// Adds `device` to the devices to refill (durably): it went offline, so chunks written
+    /// meanwhile lack its shards, and the next start must refill it.
+    pub fn add_refilling(&self, device: u32) -> Result<(), redb::Error> {
+        let _one_at_a_time = self.meta_updates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut devices = self.refilling()?;
+        if !devices.contains(&device) {
+            devices.push(device);
+            self.set_refilling(&devices)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `done` from the devices to refill (durably).
+    pub fn remove_refilling(&self, done: &[u32]) -> Result<(), redb::Error> {
+        let _one_at_a_time = self.meta_updates.lock().unwrap_or_else(|p| p.into_inner());
+        let still: Vec<u32> = self
+            .refilling()?
+            .into_iter()
+            .filter(|d| !done.contains(d))
+            .collect();
+        self.set_refilling(&still)
     }
 
     /// Records, durably, which devices are not refilled yet.

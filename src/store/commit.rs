@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use super::catalog::{Applied, Change, Record};
 use super::device::DeviceHandle;
 use super::index::{Entry, key_of};
-use super::{Core, Engine, StoreError, lock};
+use super::{Core, Engine, Failure, StoreError, lock};
 use crate::chunk::ChunkId;
 
 /// Most requests committed in one transaction: bounds the latency one batch adds.
@@ -172,16 +172,17 @@ pub(super) fn entry_of(id: &ChunkId, record: &Record) -> Entry {
 }
 
 /// Flushes every usable device written since its last flush, all at once.
-fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
-    let dirty: Vec<_> = core
-        .devices
-        .iter()
-        .filter(|d| d.counters.usable() && d.dirty.swap(false, Ordering::AcqRel))
+pub(super) fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
+    let dirty: Vec<usize> = (0..core.devices.len())
+        .filter(|&d| {
+            let slot = &core.devices[d];
+            slot.counters.usable() && slot.dirty.swap(false, Ordering::AcqRel)
+        })
         .collect();
     let results: Vec<_> = std::thread::scope(|scope| {
         let flushes: Vec<_> = dirty
             .iter()
-            .map(|d| scope.spawn(|| d.handle.sync_data()))
+            .map(|&d| scope.spawn(move || core.devices[d].handle.sync_data()))
             .collect();
         flushes
             .into_iter()
@@ -189,17 +190,13 @@ fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
             .collect()
     });
     let mut first_error = None;
-    for (device, result) in dirty.iter().zip(results) {
+    for (&index, result) in dirty.iter().zip(results) {
+        let device = &core.devices[index];
         match result {
             Ok(()) => device.counters.succeeded(),
             Err(error) => {
                 device.dirty.store(true, Ordering::Release);
-                if device.counters.failed(
-                    &device.counters.write_errors,
-                    core.config.device_error_limit,
-                ) {
-                    tracing::error!(device = %device.spec, "device taken offline after repeated errors");
-                }
+                core.device_failed(index, Failure::Write, &error);
                 first_error.get_or_insert(format!("flushing {}: {error}", device.spec));
             }
         }

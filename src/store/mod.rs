@@ -71,6 +71,9 @@ pub struct StoreConfig {
     pub max_chunk_bytes: u32,
     /// Bytes per second that repair and refill may read and write.
     pub repair_bytes_per_second: u64,
+    /// Bytes per second the background scrub reads (0: no scrub). It re-verifies every
+    /// shard, parity included, and repairs what it finds.
+    pub scrub_bytes_per_second: u64,
     /// I/O errors in a row after which a device is taken offline.
     pub device_error_limit: u32,
     /// Verified shard headers each core keeps, so range reads of hot shards skip the
@@ -94,6 +97,9 @@ impl StoreConfig {
             scheme: Scheme::DEFAULT,
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             repair_bytes_per_second: 64 << 20,
+            // Off for the library default, so tests see only the repairs they cause; the
+            // server turns it on (`--scrub-rate`).
+            scrub_bytes_per_second: 0,
             device_error_limit: 8,
             header_cache_entries: 65_536,
         }
@@ -165,6 +171,45 @@ struct Core<E: Engine> {
     catalog: catalog::Catalog,
     generation: AtomicU64,
     counters: StoreCounters,
+    /// Chunks found with fewer than `k` sound shards while every device was usable: gone
+    /// for good. A PUT of one of them stores it afresh instead of answering "already
+    /// present". Bounded by [`UNRECOVERABLE_MAX`].
+    unrecoverable: Mutex<std::collections::HashSet<ChunkId>>,
+}
+
+/// Most unrecoverable chunks remembered for replacement by a PUT.
+const UNRECOVERABLE_MAX: usize = 65_536;
+
+/// Which counter a device failure goes to.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    Read,
+    Write,
+    Checksum,
+}
+
+impl<E: Engine> Core<E> {
+    /// Counts a failure of `device`; when it is the `device_error_limit`-th in a row the
+    /// device goes offline, and is recorded (durably, blocking for one catalog commit: a
+    /// rare event) as needing a refill, because chunks written while it is offline will
+    /// lack its shards.
+    fn device_failed(&self, device: usize, failure: Failure, cause: &dyn std::fmt::Display) {
+        let slot = &self.devices[device];
+        let counter = match failure {
+            Failure::Read => &slot.counters.read_errors,
+            Failure::Write => &slot.counters.write_errors,
+            Failure::Checksum => &slot.counters.checksum_errors,
+        };
+        if slot
+            .counters
+            .failed(counter, self.config.device_error_limit)
+        {
+            tracing::error!(device = %slot.spec, %cause, "device taken offline after repeated errors");
+            if let Err(error) = self.catalog.add_refilling(device as u32) {
+                tracing::error!(device = %slot.spec, %error, "could not record the device for refill");
+            }
+        }
+    }
 }
 
 /// The store, shared by all cores. Cloning is cheap.

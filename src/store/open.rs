@@ -114,6 +114,7 @@ impl<E: Engine> Store<E> {
             catalog,
             generation: AtomicU64::new(loaded.next_generation),
             counters: StoreCounters::default(),
+            unrecoverable: Mutex::new(std::collections::HashSet::new()),
         });
         let (sender, receiver) = crossbeam::channel::unbounded();
         let committer = commit::spawn(core.clone(), receiver);

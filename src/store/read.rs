@@ -24,7 +24,7 @@ use super::header_cache::{CachedHeader, HeaderKey};
 use super::health::DeviceState;
 use super::index::{Entry, key_of};
 use super::shard::{self, HEADER_BYTES, ShardError, ShardIdentity};
-use super::{Engine, LocalStore, StoreError};
+use super::{Engine, Failure, LocalStore, StoreError};
 use crate::chunk::ChunkId;
 use crate::erasure::{Layout, ShardSet};
 
@@ -131,6 +131,12 @@ impl<E: Engine> LocalStore<E> {
             .catalog
             .get(id)?
             .map(|record| u64::from(record.len_bytes)))
+    }
+
+    /// True when `id` is stored but known lost (fewer than `k` sound shards with every
+    /// device answering): a PUT of it should store it again.
+    pub fn is_lost(&self, id: &ChunkId) -> bool {
+        super::lock(&self.store.inner.core.unrecoverable).contains(id)
     }
 
     /// The length of the chunk indexed under `id`'s key, from memory only. The full id is
@@ -305,12 +311,7 @@ impl<E: Engine> LocalStore<E> {
         let (header, buf, data_start) = match read {
             Ok(read) => read,
             Err(error) => {
-                if slot
-                    .counters
-                    .failed(&slot.counters.read_errors, core.config.device_error_limit)
-                {
-                    tracing::error!(device = %slot.spec, %error, "device taken offline after repeated errors");
-                }
+                core.device_failed(device, Failure::Read, &error);
                 return Err(Fault::Io(format!("{}: {error}", slot.spec)));
             }
         };
@@ -339,10 +340,7 @@ impl<E: Engine> LocalStore<E> {
                 // take it offline (the refill skips an offline device).
                 let refilling = slot.counters.state() == DeviceState::Refilling;
                 if matches!(fault, Fault::Corrupt(_)) && !refilling {
-                    slot.counters.failed(
-                        &slot.counters.checksum_errors,
-                        core.config.device_error_limit,
-                    );
+                    core.device_failed(device, Failure::Checksum, &fault);
                 }
                 return Err(fault);
             }

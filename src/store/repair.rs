@@ -30,7 +30,7 @@ use super::index::key_of;
 use super::read::{Target, Window};
 use super::shard::{self, HEADER_BYTES, ShardIdentity};
 use super::space::QUARANTINE;
-use super::{Core, Engine, LocalStore, StoreError, lock};
+use super::{Core, Engine, Failure, LocalStore, StoreError, lock};
 use crate::chunk::ChunkId;
 use crate::erasure::{Layout, ShardSet};
 
@@ -38,6 +38,14 @@ use crate::erasure::{Layout, ShardSet};
 const QUEUE_CAPACITY: usize = 4096;
 /// Catalog records read per step of a refill walk.
 const WALK_BATCH: usize = 256;
+/// Chunks scrubbed per step, between looks at the repair queue.
+const SCRUB_BATCH: usize = 16;
+
+/// Where the scrub is in the catalog, and its own bandwidth.
+struct ScrubCursor {
+    after: Option<ChunkId>,
+    limit: RateLimit,
+}
 
 /// The repair queue: any core pushes, the repair task pops.
 pub(super) struct Queue {
@@ -126,13 +134,7 @@ fn finish_refill<E: Engine>(core: &Core<E>, refilled: Vec<usize>) {
         })
         .map(|d| d as u32)
         .collect();
-    let recorded = core.catalog.refilling().and_then(|recorded| {
-        let still: Vec<u32> = recorded
-            .into_iter()
-            .filter(|d| !online.contains(d))
-            .collect();
-        core.catalog.set_refilling(&still)
-    });
+    let recorded = core.catalog.remove_refilling(&online);
     if let Err(error) = recorded {
         tracing::error!(%error, "refill not recorded in the catalog: the next start runs it again");
     }
@@ -146,6 +148,14 @@ struct RateLimit {
 }
 
 impl RateLimit {
+    fn new(bytes_per_second: u64) -> RateLimit {
+        RateLimit {
+            bytes_per_second,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
     async fn spend(&mut self, bytes: u64) {
         self.bytes += bytes;
         let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second.max(1) as f64);
@@ -215,32 +225,94 @@ impl<E: Engine> LocalStore<E> {
         }))
     }
 
-    /// Runs repair and refill until the store is closed. Spawn on one core only; a second
-    /// call returns at once.
+    /// Runs refill, then queued repairs and (between them, when enabled) a slow scrub of
+    /// every chunk, until the store is closed. Spawn on one core only; a second call
+    /// returns at once.
     pub async fn run_repairs(&self) {
         let Some(mut queue) = lock(&self.store.inner.repairs.receiver).take() else {
             return;
         };
-        let mut limit = RateLimit {
-            bytes_per_second: self.store.inner.core.config.repair_bytes_per_second,
-            started: Instant::now(),
-            bytes: 0,
-        };
+        let config = &self.store.inner.core.config;
+        let mut limit = RateLimit::new(config.repair_bytes_per_second);
         self.refill(&mut queue, &mut limit).await;
-        while let Some(id) = queue.recv().await {
-            self.repair_limited(&id, &mut limit).await;
+        let mut scrub = ScrubCursor {
+            after: None,
+            limit: RateLimit::new(config.scrub_bytes_per_second),
+        };
+        loop {
+            let queued = match queue.try_recv() {
+                Ok(id) => Some(id),
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => None,
+            };
+            if let Some(id) = queued {
+                self.repair_limited(&id, &mut limit).await;
+                continue;
+            }
+            // Nothing queued: make what was repaired durable, then scrub or wait.
+            self.flush_repairs().await;
+            if config.scrub_bytes_per_second > 0 {
+                self.scrub_step(&mut scrub).await;
+            } else {
+                match queue.recv().await {
+                    Some(id) => self.repair_limited(&id, &mut limit).await,
+                    None => return,
+                }
+            }
+        }
+    }
+
+    /// Flushes devices that repairs wrote to (the commit thread only flushes for PUTs).
+    async fn flush_repairs(&self) {
+        let core = self.store.inner.core.clone();
+        if !core.devices.iter().any(|d| d.dirty.load(Ordering::Acquire)) {
+            return;
+        }
+        let flushed =
+            tokio::task::spawn_blocking(move || super::commit::flush_devices(&core)).await;
+        if let Ok(Err(error)) = flushed {
+            tracing::warn!(%error, "flushing repaired shards failed");
+        }
+    }
+
+    /// Repairs the next few chunks of the catalog at the scrub rate, wrapping around at the
+    /// end: latent sector errors and corrupt parity, which reads never look at, are found
+    /// and fixed this way.
+    async fn scrub_step(&self, scrub: &mut ScrubCursor) {
+        let core = &self.store.inner.core;
+        let mut batch = Vec::with_capacity(SCRUB_BATCH);
+        match core
+            .catalog
+            .for_each_after(scrub.after, SCRUB_BATCH, |id, _| batch.push(id))
+        {
+            Ok(last) => scrub.after = last,
+            Err(error) => {
+                tracing::error!(%error, "scrub paused: catalog unreadable");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                return;
+            }
+        }
+        if batch.is_empty() {
+            // A pass is done (or the store is empty): start over after a breath.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for id in batch {
+            self.repair_limited(&id, &mut scrub.limit).await;
         }
     }
 
     async fn repair_limited(&self, id: &ChunkId, limit: &mut RateLimit) {
+        let extent = self.store.stored_bytes(u64::from(self.entry_len(id)))
+            / self.store.config().scheme.total_shards() as u64;
         match self.repair(id).await {
             Ok(outcome) => {
-                let shards = if let RepairOutcome::Repaired(n) = outcome {
-                    n + 1
+                // Every shard was read; repaired ones were written too.
+                let written = if let RepairOutcome::Repaired(n) = outcome {
+                    n
                 } else {
-                    1
+                    0
                 };
-                let bytes = self.store.stored_bytes(u64::from(self.entry_len(id))) * shards as u64;
+                let bytes = extent * (self.store.config().scheme.total_shards() + written) as u64;
                 self.store
                     .inner
                     .core
@@ -359,6 +431,14 @@ impl<E: Engine> LocalStore<E> {
             core.counters
                 .chunks_unreadable
                 .fetch_add(1, Ordering::Relaxed);
+            if present.len() + bad.len() == w {
+                // Every device answered and too few shards verified: the chunk is lost.
+                tracing::error!(chunk = %id, healthy = present.len(), "chunk lost: too few sound shards; a PUT will store it again");
+                let mut lost = lock(&core.unrecoverable);
+                if lost.len() < super::UNRECOVERABLE_MAX {
+                    lost.insert(*id);
+                }
+            }
             return Ok(RepairOutcome::Unrecoverable);
         }
         {
@@ -419,8 +499,7 @@ impl<E: Engine> LocalStore<E> {
                     slot.dirty.store(true, Ordering::Release);
                 }
                 Err(error) => {
-                    slot.counters
-                        .failed(&slot.counters.write_errors, core.config.device_error_limit);
+                    core.device_failed(device, Failure::Write, &error);
                     tracing::warn!(chunk = %id, device = %slot.spec, %error, "repair write failed");
                 }
             }

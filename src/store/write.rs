@@ -18,7 +18,7 @@ use super::commit::{Reply, Request};
 use super::geometry::BLOCK_BYTES;
 use super::index::key_of;
 use super::shard::{self, HEADER_BYTES, ShardIdentity};
-use super::{Engine, LocalStore, StoreError, VerifiedChunk, lock};
+use super::{Engine, Failure, LocalStore, StoreError, VerifiedChunk, lock};
 use crate::chunk::ChunkId;
 use crate::erasure::{Layout, Scheme};
 
@@ -42,10 +42,17 @@ impl<E: Engine> LocalStore<E> {
     pub async fn put(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
         let core = &self.store.inner.core;
         if core.index.get(key_of(chunk.id())).is_some() {
-            return match core.catalog.get(chunk.id())? {
-                Some(_) => Ok(PutOutcome::AlreadyPresent),
-                None => Err(StoreError::PrefixTaken),
-            };
+            match core.catalog.get(chunk.id())? {
+                None => return Err(StoreError::PrefixTaken),
+                Some(_) if !lock(&core.unrecoverable).contains(chunk.id()) => {
+                    return Ok(PutOutcome::AlreadyPresent);
+                }
+                // Known lost: forget the broken copy, then store this one as new.
+                Some(_) => {
+                    self.delete(chunk.id()).await?;
+                    lock(&core.unrecoverable).remove(chunk.id());
+                }
+            }
         }
         let (id, data, layout) = chunk.into_parts();
         let placement = core.geometry.placement(&id);
@@ -188,12 +195,7 @@ impl<E: Engine> LocalStore<E> {
                     slot.dirty.store(true, Ordering::Release);
                 }
                 Err(error) => {
-                    if slot
-                        .counters
-                        .failed(&slot.counters.write_errors, core.config.device_error_limit)
-                    {
-                        tracing::error!(device = %slot.spec, %error, "device taken offline after repeated errors");
-                    }
+                    core.device_failed(device, Failure::Write, &error);
                     first_error.get_or_insert(StoreError::Io(format!(
                         "writing to {}: {error}",
                         slot.spec
