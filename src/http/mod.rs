@@ -316,12 +316,18 @@ fn accept(
         tokio::select! {
             result = connection => {
                 if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
+                    // Malformed requests, oversized or too many headers (hyper answers 431
+                    // and closes), resets: the client's doing, so info, not warn.
+                    tracing::info!(%error, "connection closed on an HTTP error");
                 }
             }
             reason = state.watchdog(header_timeout, idle_timeout) => {
                 crate::metrics::connection_cut(reason);
-                tracing::debug!(reason, "closing a connection");
+                if reason == "header_timeout" {
+                    tracing::info!(reason, "closing a connection: its request headers took too long");
+                } else {
+                    tracing::debug!(reason, "closing an idle connection");
+                }
             }
         }
         node.connections.fetch_sub(1, Ordering::Relaxed);

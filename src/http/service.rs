@@ -116,6 +116,12 @@ pub async fn handle(
         mut response,
         permit,
     } = reply;
+    if matches!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        tracing::info!(%method, %path, status = response.status().as_u16(), "request over a limit refused");
+    }
     if context.node.shutting_down.load(Ordering::Relaxed) {
         // Tells HTTP/1.1 clients not to send another request on this connection.
         response
