@@ -158,3 +158,28 @@ fn a_lost_chunk_is_stored_again_by_a_put() {
         assert_eq!(local.repair(&id).await.unwrap(), RepairOutcome::Healthy);
     });
 }
+
+#[test]
+fn a_header_corrupted_after_it_was_cached_is_found_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(7);
+    let cfg = config(dir.path(), 64, Scheme::DEFAULT);
+    let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
+    run(async {
+        let local = store.local().unwrap();
+        let ids = put_many(&local, Scheme::DEFAULT, SEED, 0..4, 4).await;
+        check_many(&local, SEED, 0..4, 1).await; // caches every data shard's header
+        let shard = store.shard_locations(&ids[2]).unwrap().unwrap()[0];
+        engine
+            .device(&cfg.devices[shard.device].path)
+            .corrupt(shard.header_offset_bytes + 16, 1);
+        // Reads keep verifying the data against the cached checksums: still exact.
+        check_many(&local, SEED, 2..3, 1).await;
+        // Repair reads headers from the device, finds the damage and fixes it.
+        assert_eq!(
+            local.repair(&ids[2]).await.unwrap(),
+            RepairOutcome::Repaired(1)
+        );
+        assert_eq!(local.repair(&ids[2]).await.unwrap(), RepairOutcome::Healthy);
+    });
+}

@@ -8,7 +8,11 @@
 //!
 //! **Architecture invariant:** per core, no locks; memory bounded by the entry limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// hashbrown's default hasher (foldhash) rather than std's SipHash: the keys are not chosen
+// by clients, and this lookup is on every range read.
+use hashbrown::HashMap;
 use std::rc::Rc;
 
 use crate::chunk::ChunkId;

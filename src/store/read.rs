@@ -2,9 +2,10 @@
 //! shard's 4 KiB-aligned window is read and verified, and any window that cannot be read
 //! soundly is rebuilt from the same window of `k` other shards.
 //!
-//! A full 512 KiB read at k = 4 is four 132 KiB reads: header and data are adjacent, read
-//! together. A range inside one shard reads just its window when this core has the shard's
-//! header cached (see `header_cache`), and the header too otherwise. When a shard's device
+//! A full 512 KiB read at k = 4 is four 128 KiB reads when this core has the shards'
+//! headers cached (see `header_cache`), four 132 KiB reads (header and data are adjacent,
+//! read together) otherwise. A range inside one shard reads just its window, plus the
+//! header when it is not cached. When a shard's device
 //! is known to be offline, the shards that rebuild it are read in the same first round, so
 //! a degraded read takes no extra round trip; a full-chunk read then costs the same I/O as
 //! a healthy one (parity takes the lost shard's place).
@@ -81,10 +82,11 @@ pub(super) struct Window {
 }
 
 impl Window {
-    /// A zeroed window, to rebuild into.
-    pub(super) fn zeroed(range: Range<usize>) -> Window {
+    /// A window to rebuild into: its bytes are unspecified until the rebuild overwrites
+    /// them all.
+    pub(super) fn scratch(range: Range<usize>) -> Window {
         Window {
-            buf: AlignedBuf::zeroed(range.len()),
+            buf: AlignedBuf::scratch(range.len()),
             data_start: 0,
             range,
         }
@@ -106,6 +108,13 @@ impl Window {
         let start = self.data_start + within.start - self.range.start;
         Bytes::from_owner(self.buf).slice(start..start + within.len())
     }
+}
+
+/// Where a shard read takes the shard's header from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HeaderSource {
+    CacheFirst,
+    Device,
 }
 
 /// Sound windows gathered while serving one read, each with its shard.
@@ -262,6 +271,21 @@ impl<E: Engine> LocalStore<E> {
         shard: usize,
         window: Range<usize>,
     ) -> Result<Window, Fault> {
+        self.fetch_with(target, shard, window, HeaderSource::CacheFirst)
+            .await
+    }
+
+    /// Reads and verifies `window` of shard `shard`, taking its header from this core's
+    /// cache when `source` allows and it is there, from the device otherwise. Repair and
+    /// scrub read the header from the device: a header corrupted after it was cached must
+    /// be found.
+    pub(super) async fn fetch_with(
+        &self,
+        target: &Target<'_>,
+        shard: usize,
+        window: Range<usize>,
+        source: HeaderSource,
+    ) -> Result<Window, Fault> {
         let core = &self.store.inner.core;
         let (device, base) =
             core.geometry
@@ -275,16 +299,15 @@ impl<E: Engine> LocalStore<E> {
             shard: shard as u8,
             generation: target.entry.generation,
         };
-        let cached = if window.start == 0 {
-            None
-        } else {
-            self.headers.borrow_mut().get(&key)
+        let cached = match source {
+            HeaderSource::CacheFirst => self.headers.borrow_mut().get(&key),
+            HeaderSource::Device => None,
         };
         let data_offset = base + (HEADER_BYTES + window.start) as u64;
         let read = match &cached {
             Some(_) => {
                 let (result, data) = self
-                    .read_at(device, AlignedBuf::zeroed(window.len()), data_offset)
+                    .read_at(device, AlignedBuf::scratch(window.len()), data_offset)
                     .await;
                 result.map(|()| (None, data, 0))
             }
@@ -292,15 +315,15 @@ impl<E: Engine> LocalStore<E> {
                 let (result, buf) = self
                     .read_at(
                         device,
-                        AlignedBuf::zeroed(HEADER_BYTES + window.len()),
+                        AlignedBuf::scratch(HEADER_BYTES + window.len()),
                         base,
                     )
                     .await;
                 result.map(|()| (None, buf, HEADER_BYTES))
             }
             None => {
-                let header = self.read_at(device, AlignedBuf::zeroed(HEADER_BYTES), base);
-                let data = self.read_at(device, AlignedBuf::zeroed(window.len()), data_offset);
+                let header = self.read_at(device, AlignedBuf::scratch(HEADER_BYTES), base);
+                let data = self.read_at(device, AlignedBuf::scratch(window.len()), data_offset);
                 let ((header_result, header), (data_result, data)) =
                     futures_util::future::join(header, data).await;
                 header_result
@@ -463,7 +486,7 @@ impl<E: Engine> LocalStore<E> {
         let present = (0..w)
             .filter(|&s| chosen[s].is_some())
             .fold(ShardSet::empty(), ShardSet::with);
-        let mut output = Window::zeroed(window.clone());
+        let mut output = Window::scratch(window.clone());
         {
             let mut views: Vec<&mut [u8]> = (0..w).map(|_| &mut [][..]).collect();
             for (at, (shard, sound)) in pool.iter_mut().enumerate() {

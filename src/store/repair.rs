@@ -27,7 +27,7 @@ use super::aligned::{AlignedBuf, SharedSlice};
 use super::device::DeviceHandle;
 use super::health::{DeviceHealth, DeviceState, Health, StoreCounters};
 use super::index::key_of;
-use super::read::{Target, Window};
+use super::read::{HeaderSource, Target, Window};
 use super::shard::{self, HEADER_BYTES, ShardIdentity};
 use super::space::QUARANTINE;
 use super::{Core, Engine, Failure, LocalStore, StoreError, lock};
@@ -207,9 +207,14 @@ impl<E: Engine> LocalStore<E> {
             layout,
             placement: core.geometry.placement(id),
         };
-        let results = join_all(
-            (0..scheme.total_shards()).map(|s| self.fetch(&target, s, 0..layout.shard_len_bytes())),
-        )
+        let results = join_all((0..scheme.total_shards()).map(|s| {
+            self.fetch_with(
+                &target,
+                s,
+                0..layout.shard_len_bytes(),
+                HeaderSource::Device,
+            )
+        }))
         .await;
         if results
             .iter()
@@ -402,7 +407,10 @@ impl<E: Engine> LocalStore<E> {
             layout,
             placement,
         };
-        let results = join_all((0..w).map(|s| self.fetch(&target, s, 0..shard_len))).await;
+        let results = join_all(
+            (0..w).map(|s| self.fetch_with(&target, s, 0..shard_len, HeaderSource::Device)),
+        )
+        .await;
         let usable = |s: usize| {
             core.devices[core.geometry.shard_address(placement, s, 0).0]
                 .counters
@@ -420,7 +428,7 @@ impl<E: Engine> LocalStore<E> {
                     if usable(s) {
                         bad = bad.with(s);
                     }
-                    windows.push(Window::zeroed(0..shard_len));
+                    windows.push(Window::scratch(0..shard_len));
                 }
             }
         }
@@ -459,7 +467,7 @@ impl<E: Engine> LocalStore<E> {
         let writes = bad
             .iter()
             .map(|s| {
-                let window = std::mem::replace(&mut windows[s], Window::zeroed(0..0));
+                let window = std::mem::replace(&mut windows[s], Window::scratch(0..0));
                 let identity = ShardIdentity {
                     id: *id,
                     chunk_len_bytes: entry.len_bytes,
@@ -469,7 +477,7 @@ impl<E: Engine> LocalStore<E> {
                     parity_shards: scheme.parity_shards() as u8,
                     shard_len_bytes: shard_len as u32,
                 };
-                let mut header = AlignedBuf::zeroed(HEADER_BYTES);
+                let mut header = AlignedBuf::scratch(HEADER_BYTES);
                 let data_start = window.data_start;
                 shard::encode_header(
                     &identity,

@@ -145,7 +145,7 @@ impl<E: Engine> LocalStore<E> {
             return Err(StoreError::Unavailable { online, needed: k });
         }
 
-        let mut parity = AlignedBuf::zeroed(shard_len * scheme.parity_shards());
+        let mut parity = AlignedBuf::scratch(shard_len * scheme.parity_shards());
         if shard_len > 0 {
             let data_shards: Vec<&[u8]> = data.chunks(shard_len).take(k).collect();
             let mut parity_shards: Vec<&mut [u8]> = parity.chunks_mut(shard_len).collect();
@@ -158,7 +158,7 @@ impl<E: Engine> LocalStore<E> {
             let (buf, index) = if i < k { (&data, i) } else { (&parity, i - k) };
             SharedSlice::new(buf.clone(), index * shard_len..(index + 1) * shard_len)
         };
-        let mut headers = AlignedBuf::zeroed(HEADER_BYTES * w);
+        let mut headers = AlignedBuf::scratch(HEADER_BYTES * w);
         for (i, header) in headers.chunks_mut(HEADER_BYTES).enumerate() {
             let identity = ShardIdentity {
                 id: *id,

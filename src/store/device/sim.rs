@@ -277,7 +277,7 @@ impl DeviceHandle for Arc<SimDevice> {
 }
 
 fn copy_of(buf: &AlignedBuf) -> AlignedBuf {
-    let mut copy = AlignedBuf::zeroed(buf.len());
+    let mut copy = AlignedBuf::scratch(buf.len());
     copy.copy_from_slice(buf);
     copy
 }
