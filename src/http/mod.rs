@@ -280,6 +280,18 @@ fn http_builder(config: &ServeConfig) -> auto::Builder<LocalExec> {
     builder
 }
 
+/// Malformed requests and oversized or too many headers (hyper answers 400 or 431 and
+/// closes) get an info line: the client's doing, worth seeing, not alarming. Clients that
+/// hang up mid-request are routine (load generators do it at every stop): debug only.
+fn log_connection_error(error: &(dyn std::error::Error + 'static)) {
+    match error.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse() || e.is_parse_too_large() || e.is_parse_status() => {
+            tracing::info!(error = %e, "request refused: malformed or over the header limits");
+        }
+        _ => tracing::debug!(%error, "connection ended with an error"),
+    }
+}
+
 fn accept(
     node: &Arc<Node>,
     context: &Rc<CoreContext>,
@@ -316,9 +328,7 @@ fn accept(
         tokio::select! {
             result = connection => {
                 if let Err(error) = result {
-                    // Malformed requests, oversized or too many headers (hyper answers 431
-                    // and closes), resets: the client's doing, so info, not warn.
-                    tracing::info!(%error, "connection closed on an HTTP error");
+                    log_connection_error(&*error);
                 }
             }
             reason = state.watchdog(header_timeout, idle_timeout) => {
