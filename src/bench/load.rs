@@ -115,6 +115,55 @@ where
     measured
 }
 
+/// PUTs generated chunks `numbers` (each `chunk_bytes` of [`pseudo_random_bytes`]) with
+/// `in_flight` at once; returns the ids stored and the write figures.
+pub async fn puts<E: Engine>(
+    local: &LocalStore<E>,
+    numbers: Vec<u64>,
+    chunk_bytes: usize,
+    in_flight: usize,
+) -> (Vec<(ChunkId, u64)>, Measured) {
+    use futures_util::stream::{self, StreamExt};
+    let mut measured = Measured::default();
+    let mut ids = Vec::with_capacity(numbers.len());
+    let mut puts = stream::iter(numbers)
+        .map(|n| async move {
+            let bytes = pseudo_random_bytes(n, chunk_bytes);
+            let chunk = local.chunk_buffer(bytes.len() as u64).map(|mut buffer| {
+                buffer
+                    .extend(&bytes)
+                    .expect("the buffer has exactly this length");
+                buffer
+                    .finish(&ChunkId::of(&bytes))
+                    .expect("the id was computed from these bytes")
+            });
+            let started = Instant::now();
+            let result = match chunk {
+                Ok(chunk) => local.put(chunk).await.map(|_| ChunkId::of(&bytes)),
+                Err(error) => Err(error),
+            };
+            (result, started.elapsed())
+        })
+        .buffer_unordered(in_flight);
+    while let Some((result, latency)) = puts.next().await {
+        match result {
+            Ok(id) => {
+                measured.ops += 1;
+                measured.bytes += chunk_bytes as u64;
+                measured
+                    .latencies_us
+                    .push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+                ids.push((id, chunk_bytes as u64));
+            }
+            Err(error) => {
+                measured.errors += 1;
+                measured.first_error.get_or_insert(error.to_string());
+            }
+        }
+    }
+    (ids, measured)
+}
+
 /// Reads `range_of(chunk, rng)` of random chunks from `ids` with `in_flight` requests.
 pub async fn reads<E: Engine>(
     local: &LocalStore<E>,

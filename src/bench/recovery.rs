@@ -10,14 +10,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{self, StreamExt};
-
 use super::load;
 use crate::cores;
 use crate::erasure::Scheme;
 use crate::store::device::DeviceSpec;
 use crate::store::device::uring::UringEngine;
-use crate::store::{Store, StoreConfig, VerifiedChunk};
+use crate::store::{Store, StoreConfig};
 
 /// Settings of `chunkd bench recovery`.
 #[derive(Clone, Debug)]
@@ -69,24 +67,16 @@ pub fn run(bench: &RecoveryBench) -> anyhow::Result<()> {
             let store = &store;
             async move {
                 let local = store.local().expect("device handles open");
-                let mine = (core as u64..bench.chunks).step_by(bench.cores);
-                stream::iter(mine)
-                    .map(|n| {
-                        let local = &local;
-                        async move {
-                            let bytes = load::pseudo_random_bytes(n, bench.chunk_bytes);
-                            let chunk = VerifiedChunk::from_slice(
-                                &bytes,
-                                bench.scheme,
-                                store.config().max_chunk_bytes,
-                            )
-                            .expect("small chunks are within the limit");
-                            u64::from(local.put(chunk).await.is_err())
-                        }
-                    })
-                    .buffer_unordered(bench.puts_in_flight_per_core)
-                    .fold(0, |sum, failed| async move { sum + failed })
-                    .await
+                let mine = (core as u64..bench.chunks).step_by(bench.cores).collect();
+                load::puts(
+                    &local,
+                    mine,
+                    bench.chunk_bytes,
+                    bench.puts_in_flight_per_core,
+                )
+                .await
+                .1
+                .errors
             }
         })
         .into_iter()

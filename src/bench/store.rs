@@ -18,8 +18,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{self, StreamExt};
-
 use super::fio::{self, FioJob, FioResult};
 use super::gbps;
 use super::load::{self, Measured, XorShift};
@@ -28,7 +26,7 @@ use crate::cores;
 use crate::erasure::Scheme;
 use crate::store::device::uring::UringEngine;
 use crate::store::device::{DeviceSpec, Engine as _};
-use crate::store::{DeviceState, Store, StoreConfig, VerifiedChunk};
+use crate::store::{DeviceState, Store, StoreConfig};
 
 /// Settings of `chunkd bench store`.
 #[derive(Clone, Debug)]
@@ -279,7 +277,16 @@ fn fill(
     let started = Instant::now();
     let per_core = cores::run(bench.cores, true, RING_ENTRIES, |core| {
         let mine: Vec<u64> = numbers.clone().skip(core).step_by(bench.cores).collect();
-        fill_core(store, bench, mine)
+        async move {
+            let local = store.local().expect("device handles open");
+            load::puts(
+                &local,
+                mine,
+                bench.chunk_bytes,
+                bench.puts_in_flight_per_core,
+            )
+            .await
+        }
     });
     let mut all_ids = Vec::new();
     let mut total = Measured::default();
@@ -289,50 +296,6 @@ fn fill(
     }
     total.elapsed = started.elapsed();
     (all_ids, total)
-}
-
-/// One core's share of a fill: PUTs `mine` with `puts_in_flight_per_core` in flight.
-async fn fill_core(
-    store: &Store<UringEngine>,
-    bench: &StoreBench,
-    mine: Vec<u64>,
-) -> (Vec<(ChunkId, u64)>, Measured) {
-    let local = store.local().expect("device handles open");
-    let mut measured = Measured::default();
-    let mut ids = Vec::with_capacity(mine.len());
-    let mut puts = stream::iter(mine)
-        .map(|n| {
-            let local = &local;
-            async move {
-                let bytes = load::pseudo_random_bytes(n, bench.chunk_bytes);
-                let chunk = VerifiedChunk::from_slice(
-                    &bytes,
-                    store.config().scheme,
-                    store.config().max_chunk_bytes,
-                )
-                .expect("the chunk size is within the limit");
-                let id = *chunk.id();
-                let op_started = Instant::now();
-                let result = local.put(chunk).await;
-                (id, result, op_started.elapsed())
-            }
-        })
-        .buffer_unordered(bench.puts_in_flight_per_core);
-    while let Some((id, result, latency)) = puts.next().await {
-        match result {
-            Ok(_) => {
-                measured.ops += 1;
-                measured.bytes += bench.chunk_bytes as u64;
-                measured.latencies_us.push(latency.as_micros() as u32);
-                ids.push((id, bench.chunk_bytes as u64));
-            }
-            Err(error) => {
-                measured.errors += 1;
-                tracing::warn!(%error, "bench put failed");
-            }
-        }
-    }
-    (ids, measured)
 }
 
 /// Random reads from every core, `depth` requests in flight in all.

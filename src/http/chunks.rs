@@ -21,18 +21,9 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// Serves GET, HEAD, PUT and DELETE of one chunk.
 pub async fn chunk(context: &CoreContext, id: &str, request: Request<Incoming>) -> Reply {
-    let id = match id.parse::<ChunkId>() {
-        Ok(id) => id,
-        Err(reason) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid chunk id: {reason}"),
-            )
-            .into();
-        }
-    };
-    let Some(local) = context.local() else {
-        return starting();
+    let (id, local) = match target(context, id) {
+        Ok(target) => target,
+        Err(refusal) => return *refusal,
     };
     match *request.method() {
         Method::GET | Method::HEAD => {
@@ -49,6 +40,19 @@ pub async fn chunk(context: &CoreContext, id: &str, request: Request<Incoming>) 
         Method::DELETE => delete(context, &local, &id, request.headers()).await,
         _ => method_not_allowed("GET, HEAD, PUT, DELETE").into(),
     }
+}
+
+/// The chunk id of the path and this core's store, or the answer that refuses the
+/// request (a 400 for a malformed id, a 503 while the store recovers).
+fn target(context: &CoreContext, id: &str) -> Result<(ChunkId, std::rc::Rc<Local>), Box<Reply>> {
+    let id = id.parse::<ChunkId>().map_err(|reason| {
+        Box::new(Reply::from(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid chunk id: {reason}"),
+        )))
+    })?;
+    let local = context.local().ok_or_else(|| Box::new(starting()))?;
+    Ok((id, local))
 }
 
 fn starting() -> Reply {
@@ -456,18 +460,9 @@ pub async fn meta(context: &CoreContext, id: &str, request: &Request<Incoming>) 
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return method_not_allowed("GET, HEAD").into();
     }
-    let id = match id.parse::<ChunkId>() {
-        Ok(id) => id,
-        Err(reason) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid chunk id: {reason}"),
-            )
-            .into();
-        }
-    };
-    let Some(local) = context.local() else {
-        return starting();
+    let (id, local) = match target(context, id) {
+        Ok(target) => target,
+        Err(refusal) => return *refusal,
     };
     match local.shard_health(&id).await {
         Ok(Some(health)) => json(
