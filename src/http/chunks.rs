@@ -331,16 +331,22 @@ async fn put(
         )
         .into();
     }
-    match local.lookup(&id) {
-        Ok(Some(_)) => {
-            return json(
-                StatusCode::OK,
-                &serde_json::json!({ "id": id, "created": false }),
-            )
-            .into();
+    // A client waiting for `100 Continue` has not sent the body, so a chunk already stored
+    // is confirmed without it. Any other client is sending it already: it is read (and
+    // checked against the id) before the 200, because answering first cuts the upload
+    // off, and clients report the reset connection or stream as a failed PUT.
+    if expects_continue(request.headers()) {
+        match local.lookup(&id) {
+            Ok(Some(_)) => {
+                return json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "id": id, "created": false }),
+                )
+                .into();
+            }
+            Ok(None) => {}
+            Err(failure) => return store_error(failure).into(),
         }
-        Ok(None) => {}
-        Err(failure) => return store_error(failure).into(),
     }
     let permit = context.reserve(declared.unwrap_or(u64::from(max))).await;
     let chunk = match receive(
@@ -369,6 +375,12 @@ async fn put(
     };
     drop(permit);
     reply.into()
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads the body into a chunk buffer, hashing as it goes; the verified chunk or the answer
