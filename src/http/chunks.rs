@@ -273,8 +273,7 @@ fn write_refusal(context: &CoreContext, headers: &HeaderMap) -> Option<Reply> {
             let presented = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(bearer_token);
             if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
                 return None;
             }
@@ -297,6 +296,13 @@ fn write_refusal(context: &CoreContext, headers: &HeaderMap) -> Option<Reply> {
             .into(),
         ),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` name the same scheme.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim())
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guess
