@@ -780,3 +780,20 @@ fn h2_uploads_answered_early_get_the_answer_then_rst_stream_no_error() {
     }
     get(addr, &path, &[]).assert_error(404);
 }
+
+#[test]
+fn an_empty_chunk_is_stored_and_served_with_the_rfc_s_zero_length_rules() {
+    let server = Server::start(Launch::default());
+    let addr = server.addr;
+    let id = put_new(addr, b"", &[]);
+    let path = chunk_path(&id);
+    assert_whole(&get(addr, &path, &[]), b"", "an empty chunk");
+    // RFC 9110 §14.1.2: of a zero-length representation only a suffix range is
+    // satisfiable, and no Content-Range can describe it, so the answer is the whole (empty)
+    // body; any other range is unsatisfiable.
+    assert_whole(&get(addr, &path, &[("Range", "bytes=-5")]), b"", "bytes=-5");
+    let response = get(addr, &path, &[("Range", "bytes=0-5")]);
+    response.assert_error(416);
+    assert_eq!(response.header("content-range"), Some("bytes */0"));
+    assert_eq!(request(addr, "DELETE", &path, &[], b"").status, 204);
+}
