@@ -277,8 +277,7 @@ fn write_refusal(context: &CoreContext, headers: &HeaderMap) -> Option<Reply> {
             let presented = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(bearer_token);
             if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
                 return None;
             }
@@ -301,6 +300,13 @@ fn write_refusal(context: &CoreContext, headers: &HeaderMap) -> Option<Reply> {
             .into(),
         ),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` name the same scheme.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim())
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guess
@@ -335,17 +341,23 @@ async fn put(
         )
         .into();
     }
-    match local.lookup(&id) {
-        Ok(Some(_)) if !local.is_lost(&id) => {
-            return json(
-                StatusCode::OK,
-                &serde_json::json!({ "id": id, "created": false }),
-            )
-            .into();
+    // A client waiting for `100 Continue` has not sent the body, so a chunk already stored
+    // is confirmed without it. Any other client is sending it already: it is read (and
+    // checked against the id) before the 200, because answering first cuts the upload
+    // off, and clients report the reset connection or stream as a failed PUT.
+    if expects_continue(request.headers()) {
+        match local.lookup(&id) {
+            // A chunk known lost is received and stored again.
+            Ok(Some(_)) if !local.is_lost(&id) => {
+                return json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "id": id, "created": false }),
+                )
+                .into();
+            }
+            Ok(_) => {}
+            Err(failure) => return store_error(failure).into(),
         }
-        // Not stored, or stored but lost: receive and store it.
-        Ok(_) => {}
-        Err(failure) => return store_error(failure).into(),
     }
     let permit = context.reserve(declared.unwrap_or(u64::from(max))).await;
     let chunk = match receive(
@@ -374,6 +386,12 @@ async fn put(
     };
     drop(permit);
     reply.into()
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads the body into a chunk buffer, hashing as it goes; the verified chunk or the answer
