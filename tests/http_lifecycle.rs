@@ -1,7 +1,8 @@
 //! The life of a `chunkd serve` process: graceful shutdown on SIGTERM (in-flight requests
 //! finish, new connections are refused, exit 0) and the second signal that exits at once;
 //! where its configuration comes from (file < environment < flag; unknown keys refused);
-//! and the README's "Try it" block, run as written against a live server.
+//! the README's "Try it" block, run as written against a live server; and the allocator
+//! options the binary starts with.
 
 mod harness;
 
@@ -297,4 +298,33 @@ fn the_readme_try_it_block_runs_against_a_live_server() {
     }
     assert!(stdout.trim_end().ends_with("404"), "{stdout}");
     assert!(stdout.contains("\"created\":true"), "{stdout}");
+}
+
+/// The allocator's options as the binary reports them at exit, under `_RJEM_MALLOC_CONF`.
+fn jemalloc_thp_option(run_time_conf: &str) -> String {
+    let output = Command::new(binary())
+        .args(["id", "Cargo.toml"])
+        .env("_RJEM_MALLOC_CONF", run_time_conf)
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success());
+    let stats = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    let line = stats
+        .lines()
+        .find(|l| l.trim_start().starts_with("opt.thp:"))
+        .unwrap_or_else(|| panic!("no opt.thp in jemalloc's statistics:\n{stats}"));
+    line.trim().to_string()
+}
+
+#[test]
+fn io_buffers_ask_for_huge_pages_unless_the_operator_says_otherwise() {
+    assert_eq!(
+        jemalloc_thp_option("stats_print:true"),
+        r#"opt.thp: "always""#
+    );
+    assert_eq!(
+        jemalloc_thp_option("thp:default,stats_print:true"),
+        r#"opt.thp: "default""#
+    );
 }
