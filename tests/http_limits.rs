@@ -1,8 +1,8 @@
 //! Bad input against the real `chunkd serve`: malformed request lines, oversized and too
 //! many headers, invalid chunk ids, bodies that do not hash to their id, bodies cut off
-//! mid-way, bodies over the limit, and a slowloris client. Each gets the right 4xx or a
-//! disconnect, nothing is stored, and meanwhile a bystander client doing GETs on the same
-//! server is served every time (api.md: "No request can crash the node").
+//! mid-way, bodies over the limit, a slowloris client, and connections over the limit. Each
+//! gets the right 4xx or a disconnect, nothing is stored, and meanwhile other clients doing
+//! GETs on the same server are served every time (api.md: "No request can crash the node").
 
 mod harness;
 
@@ -311,4 +311,69 @@ fn a_slowloris_client_is_cut_after_the_header_read_timeout() {
         |v| v >= 1.0,
     );
     assert!(bystander.finish() > 10);
+}
+
+/// Connects and sends `GET /healthz`: the client if the server answered, `None` if it closed
+/// the connection unanswered.
+fn admitted(server: &Server) -> Option<Client> {
+    let mut client = Client::connect(server.addr);
+    match client.try_request("GET", "/healthz", &[], b"") {
+        Ok(response) => {
+            assert_eq!(response.status, 200);
+            Some(client)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Retries `admitted` for up to 5 s: a connection the server has just seen close may still
+/// count against the limit for a moment.
+fn admitted_within_5s(server: &Server) -> Client {
+    let started = Instant::now();
+    loop {
+        if let Some(client) = admitted(server) {
+            return client;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a connection within --max-connections was not served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_while_the_others_are_served() {
+    let server = Server::start(Launch::args(&["--max-connections", "2"]));
+    let mut first = admitted_within_5s(&server);
+    let mut second = admitted_within_5s(&server);
+
+    for _ in 0..3 {
+        let mut third = Client::connect(server.addr);
+        let _ = third.send_request("GET", "/healthz", &[], b"");
+        assert!(
+            third.closed_within(Duration::from_secs(5)),
+            "a third connection over --max-connections 2 stayed open"
+        );
+        // The two admitted connections keep being served.
+        assert_eq!(first.request("GET", "/healthz", &[], b"").status, 200);
+        assert_eq!(second.request("GET", "/healthz", &[], b"").status, 200);
+    }
+    let text = first.request("GET", "/metrics", &[], b"").text();
+    let cut = metric(
+        &text,
+        "chunkd_connections_closed_total",
+        &[("reason", "over_connection_limit")],
+    );
+    assert_eq!(cut, 3.0, "connections closed over the limit");
+    assert!(
+        server.log().contains("connection limit reached"),
+        "no log line for the refused connections:\n{}",
+        server.log()
+    );
+
+    // A freed slot admits a new connection.
+    drop(second);
+    let mut fourth = admitted_within_5s(&server);
+    assert_eq!(fourth.request("GET", "/healthz", &[], b"").status, 200);
 }
