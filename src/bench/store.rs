@@ -215,17 +215,22 @@ impl Case {
         self.peer.push(peer);
     }
 
-    /// The median over rounds of each round's ratio: drift of the shared disk between
-    /// rounds cancels out within a round.
-    fn ratio(&self) -> f64 {
-        median(
-            self.ours
-                .iter()
-                .zip(&self.peer)
-                .map(|(o, p)| o.bytes_per_second() / p.bytes_per_second)
-                .collect(),
-        )
+    /// Each round's ratio; the report gives their median (drift of the shared disk between
+    /// rounds cancels out within a round) and their spread.
+    fn ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.peer)
+            .map(|(o, p)| o.bytes_per_second() / p.bytes_per_second)
+            .collect()
     }
+}
+
+/// `min-max` of the rounds' ratios: how far one round can be trusted on this machine.
+fn spread(ratios: &[f64]) -> String {
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}-{max:.2}")
 }
 
 struct Degraded {
@@ -320,13 +325,16 @@ fn reads(
 fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commit: &str) {
     println!();
     println!("{group_commit}");
-    println!("medians over rounds; ratio = median of each round's chunkd / peer");
     println!(
-        "{:40} {:>11} {:>8} {:>8}   {:>11} {:>8} {:>8}   {:>6}  target",
-        "case", "chunkd", "p50 ms", "p99 ms", "fio", "p50 ms", "p99 ms", "ratio"
+        "medians over rounds; ratio = median of each round's chunkd / peer; rounds = the lowest and highest round's ratio"
+    );
+    println!(
+        "{:40} {:>11} {:>8} {:>8}   {:>11} {:>8} {:>8}   {:>6} {:>9}  target",
+        "case", "chunkd", "p50 ms", "p99 ms", "fio", "p50 ms", "p99 ms", "ratio", "rounds"
     );
     for case in cases {
-        let ratio = case.ratio();
+        let ratios = case.ratios();
+        let ratio = median(ratios.clone());
         let ours = |f: &dyn Fn(&Measured) -> f64| median(case.ours.iter().map(f).collect());
         let peer = |f: &dyn Fn(&FioResult) -> f64| median(case.peer.iter().map(f).collect());
         let errors: u64 = case.ours.iter().map(|m| m.errors).sum();
@@ -334,7 +342,7 @@ fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commi
             format!(">= {t:.2} {}", if ratio >= t { "met" } else { "MISSED" })
         });
         println!(
-            "{:40} {} {:8.2} {:8.2}   {} {:8.2} {:8.2}   {:5.2}x  {verdict}{}",
+            "{:40} {} {:8.2} {:8.2}   {} {:8.2} {:8.2}   {:5.2}x {:>9}  {verdict}{}",
             case.label,
             gbps(ours(&|m| m.bytes_per_second())),
             ours(&|m| m.percentile_us(0.5)) / 1000.0,
@@ -343,6 +351,7 @@ fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commi
             peer(&|p| p.p50_us) / 1000.0,
             peer(&|p| p.p99_us) / 1000.0,
             ratio,
+            spread(&ratios),
             match case.ours.iter().find_map(|m| m.first_error.as_ref()) {
                 Some(first) => format!("  ({errors} errors, first: {first})"),
                 None => String::new(),
@@ -351,23 +360,24 @@ fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commi
     }
     println!();
     println!(
-        "{:40} {:>11} {:>11}   {:>6}  target",
-        "one device offline", "degraded", "healthy", "ratio"
+        "{:40} {:>11} {:>11}   {:>6} {:>9}  target",
+        "one device offline", "degraded", "healthy", "ratio", "rounds"
     );
     for case in degraded {
-        let ratio = median(
-            case.degraded
-                .iter()
-                .zip(&case.healthy)
-                .map(|(d, h)| d / h)
-                .collect(),
-        );
+        let ratios: Vec<f64> = case
+            .degraded
+            .iter()
+            .zip(&case.healthy)
+            .map(|(d, h)| d / h)
+            .collect();
+        let ratio = median(ratios.clone());
         println!(
-            "{:40} {} {}   {:5.2}x  >= 0.80 {}",
+            "{:40} {} {}   {:5.2}x {:>9}  >= 0.80 {}",
             case.label,
             gbps(median(case.degraded.clone())),
             gbps(median(case.healthy.clone())),
             ratio,
+            spread(&ratios),
             if ratio >= 0.8 { "met" } else { "MISSED" }
         );
     }
