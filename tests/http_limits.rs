@@ -1,8 +1,9 @@
 //! Bad input against the real `chunkd serve`: malformed request lines, oversized and too
 //! many headers, invalid chunk ids, bodies that do not hash to their id, bodies cut off
-//! mid-way, bodies over the limit, a slowloris client, and connections over the limit. Each
-//! gets the right 4xx or a disconnect, nothing is stored, and meanwhile other clients doing
-//! GETs on the same server are served every time (api.md: "No request can crash the node").
+//! mid-way, bodies that stall (408), bodies over the limit, a slowloris client, and
+//! connections over the limit. Each gets the right 4xx or a disconnect, nothing is stored,
+//! and meanwhile other clients doing GETs on the same server are served every time (api.md:
+//! "No request can crash the node").
 
 mod harness;
 
@@ -376,4 +377,39 @@ fn connections_over_the_limit_are_closed_while_the_others_are_served() {
     drop(second);
     let mut fourth = admitted_within_5s(&server);
     assert_eq!(fourth.request("GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn a_put_body_that_stalls_gets_408_after_the_idle_timeout_and_stores_nothing() {
+    let server = Server::start(Launch::args(&["--idle-timeout", "1s"]));
+    let bytes = chunk_bytes(40, 300_000);
+    let path = chunk_path(&id_of(&bytes));
+    for head in [
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        ),
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            bytes.len()
+        ),
+    ] {
+        let mut client = Client::connect(server.addr);
+        client.send(head.as_bytes()).unwrap();
+        client.send(&bytes[..1000]).unwrap();
+        let started = Instant::now();
+        let response = client
+            .read_response(false)
+            .expect("the stalled PUT is answered");
+        let waited = started.elapsed();
+        response.assert_error(408);
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+            "answered after {waited:?}, the idle timeout is 1 s"
+        );
+        assert!(client.closed_within(Duration::from_secs(5)));
+    }
+    get(server.addr, &path, &[]).assert_error(404);
+    // The whole body afterwards is stored normally.
+    assert_eq!(put_chunk(server.addr, &bytes, &[]).status, 201);
 }

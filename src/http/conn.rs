@@ -32,6 +32,12 @@ pub struct ConnState {
     changed: Notify,
 }
 
+/// Extra idle time a connection gets while a request on it is being served: a stalled
+/// request body is the handler's to answer (408 with a JSON body, after the idle timeout),
+/// so the watchdog, which closes without an answer, comes only after it. It still closes a
+/// connection whose client stopped reading its response.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(2);
+
 /// Why the watchdog closed a connection (a metric label).
 pub type CutReason = &'static str;
 
@@ -84,7 +90,12 @@ impl ConnState {
         loop {
             let now = Instant::now();
             let header_deadline = self.header_started.get().map(|t| t + header_timeout);
-            let idle_deadline = self.last_activity.get() + idle_timeout;
+            let grace = if self.in_flight.get() > 0 {
+                IN_FLIGHT_GRACE
+            } else {
+                Duration::ZERO
+            };
+            let idle_deadline = self.last_activity.get() + idle_timeout + grace;
             if header_deadline.is_some_and(|d| d <= now) {
                 return "header_timeout";
             }
@@ -211,6 +222,21 @@ mod tests {
                 .await;
             assert_eq!(reason, "idle_timeout");
             assert_eq!(started.elapsed().as_secs(), 60);
+        });
+    }
+
+    #[test]
+    fn a_request_in_flight_leaves_the_handler_time_to_answer_a_stalled_body() {
+        run(async {
+            let state = ConnState::new();
+            state.on_read(b"PUT /v1/chunks/x HTTP/1.1\r\n\r\n");
+            state.request_started();
+            let started = Instant::now();
+            let reason = state
+                .watchdog(Duration::from_secs(10), Duration::from_secs(60))
+                .await;
+            assert_eq!(reason, "idle_timeout");
+            assert_eq!(started.elapsed(), Duration::from_secs(60) + IN_FLIGHT_GRACE);
         });
     }
 
