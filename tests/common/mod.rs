@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+mod seeded;
+
 use std::future::Future;
 use std::path::Path;
 
@@ -30,16 +32,7 @@ pub fn run<F: Future>(body: F) -> F::Output {
 
 /// The bytes of test chunk `n` of `len` bytes: a cheap, seeded pseudo-random stream.
 pub fn chunk_bytes(seed: u64, n: u64, len: usize) -> Vec<u8> {
-    let mut state = (seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
-    let mut bytes = vec![0u8; len.next_multiple_of(8)];
-    for word in bytes.chunks_exact_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        word.copy_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    seeded::xorshift_bytes(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15), len)
 }
 
 /// Length of test chunk `n`: log-uniform from 1 byte to 1 MiB, so small, odd and

@@ -13,6 +13,8 @@ mod client;
 mod curl;
 mod multipart;
 mod prometheus;
+#[path = "../common/seeded.rs"]
+mod seeded;
 mod server;
 
 use std::time::Duration;
@@ -48,16 +50,7 @@ pub const DEVICES: usize = 5;
 /// `len` bytes of a seeded pseudo-random stream (xorshift), so each test's chunks are
 /// distinct and every run makes the same ones.
 pub fn chunk_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut bytes = vec![0u8; len.next_multiple_of(8)];
-    for word in bytes.chunks_exact_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        word.copy_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    seeded::xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), len)
 }
 
 /// The chunk id of `bytes`: 64 lowercase hex digits of BLAKE3.
