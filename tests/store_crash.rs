@@ -28,8 +28,8 @@ use chunkd::erasure::Scheme;
 use chunkd::store::device::sim::SimEngine;
 use chunkd::store::device::uring::UringEngine;
 use chunkd::store::{
-    DEFAULT_MAX_CHUNK_BYTES, Engine, LocalStore, PutOutcome, Store, StoreConfig, StoreError,
-    VerifiedChunk,
+    DEFAULT_MAX_CHUNK_BYTES, Engine, LocalStore, OpenReport, PutOutcome, Store, StoreConfig,
+    StoreError, VerifiedChunk,
 };
 use common::{Rng, config, run};
 use futures_util::StreamExt;
@@ -289,6 +289,26 @@ async fn check_acknowledged<E: Engine>(
     }
 }
 
+/// The checks after every restart: the store opened with no refill pending, every chunk
+/// the catalog lists reads back as bytes that hash to its id, and the model's acknowledged
+/// puts and deletes hold (this round's puts byte for byte).
+fn check_after_restart<E: Engine>(
+    store: &Store<E>,
+    report: &OpenReport,
+    round: u64,
+    acked: &Acknowledged,
+    ids: &mut BTreeMap<u64, ChunkId>,
+) {
+    assert!(report.refilling.is_empty(), "round {round}: {report:?}");
+    let fresh = round * SEQS_PER_ROUND..(round + 1) * SEQS_PER_ROUND;
+    run(async {
+        let local = store.local().unwrap();
+        let listed = check_every_listed_chunk(store, &local).await;
+        assert_eq!(report.chunks, listed.len(), "round {round}");
+        check_acknowledged(&local, &listed, acked, fresh, ids).await;
+    });
+}
+
 #[test]
 fn killed_writers_lose_nothing_acknowledged_uring() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,14 +338,7 @@ fn killed_writers_lose_nothing_acknowledged_uring() {
 
         let opened = Store::open(store_config(dir.path()), &UringEngine);
         let (store, report) = opened.unwrap_or_else(|e| panic!("round {round} ({kill:?}): {e}"));
-        assert!(report.refilling.is_empty(), "round {round}: {report:?}");
-        let fresh = round * SEQS_PER_ROUND..(round + 1) * SEQS_PER_ROUND;
-        run(async {
-            let local = store.local().unwrap();
-            let listed = check_every_listed_chunk(&store, &local).await;
-            assert_eq!(report.chunks, listed.len(), "round {round}");
-            check_acknowledged(&local, &listed, &acked, fresh, &mut ids).await;
-        });
+        check_after_restart(&store, &report, round, &acked, &mut ids);
     }
     assert!(
         killed_while_writing >= ROUNDS as usize / 2 && !acked.deletes.is_empty(),
@@ -435,14 +448,7 @@ fn power_loss_keeps_every_acknowledged_put_sim() {
         acked.puts.extend(acked_now.into_inner());
 
         let (store, report) = Store::open(cfg.clone(), &engine).unwrap();
-        assert!(report.refilling.is_empty(), "round {round}: {report:?}");
-        let fresh = round * SEQS_PER_ROUND..(round + 1) * SEQS_PER_ROUND;
-        run(async {
-            let local = store.local().unwrap();
-            let listed = check_every_listed_chunk(&store, &local).await;
-            assert_eq!(report.chunks, listed.len(), "round {round}");
-            check_acknowledged(&local, &listed, &acked, fresh, &mut ids).await;
-        });
+        check_after_restart(&store, &report, round, &acked, &mut ids);
     }
     assert!(
         lost_in_flight > 0,
