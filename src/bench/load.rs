@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use crate::chunk::ChunkId;
-use crate::store::{Engine, LocalStore};
+use crate::cores;
+use crate::store::device::uring::UringEngine;
+use crate::store::{Engine, LocalStore, Store};
+
+/// Submission queue entries of each benchmark core's ring.
+pub const RING_ENTRIES: u32 = 512;
 
 /// What one load run measured.
 #[derive(Clone, Debug, Default)]
@@ -113,6 +118,33 @@ where
         .into_inner();
     measured.elapsed = started.elapsed();
     measured
+}
+
+/// PUTs chunks `numbers` (see [`puts`]) from `cores` cores, each taking every `cores`-th
+/// number with `in_flight` at once; returns every id stored and the figures of all cores.
+pub fn puts_on_cores(
+    store: &Store<UringEngine>,
+    cores: usize,
+    numbers: Range<u64>,
+    chunk_bytes: usize,
+    in_flight: usize,
+) -> (Vec<(ChunkId, u64)>, Measured) {
+    let started = Instant::now();
+    let per_core = cores::run(cores, true, RING_ENTRIES, |core| {
+        let mine: Vec<u64> = numbers.clone().skip(core).step_by(cores).collect();
+        async move {
+            let local = store.local().expect("device handles open");
+            puts(&local, mine, chunk_bytes, in_flight).await
+        }
+    });
+    let mut all_ids = Vec::new();
+    let mut total = Measured::default();
+    for (ids, measured) in per_core {
+        all_ids.extend(ids);
+        total = total.merge(measured);
+    }
+    total.elapsed = started.elapsed();
+    (all_ids, total)
 }
 
 /// PUTs generated chunks `numbers` (each `chunk_bytes` of [`pseudo_random_bytes`]) with

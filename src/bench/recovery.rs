@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::load;
-use crate::cores;
 use crate::erasure::Scheme;
 use crate::store::device::DeviceSpec;
 use crate::store::device::uring::UringEngine;
@@ -63,24 +62,14 @@ pub fn run(bench: &RecoveryBench) -> anyhow::Result<()> {
     let fill_started = Instant::now();
     {
         let (store, _) = Store::open(config.clone(), &UringEngine)?;
-        let failures: u64 = cores::run(bench.cores, true, 512, |core| {
-            let store = &store;
-            async move {
-                let local = store.local().expect("device handles open");
-                let mine = (core as u64..bench.chunks).step_by(bench.cores).collect();
-                load::puts(
-                    &local,
-                    mine,
-                    bench.chunk_bytes,
-                    bench.puts_in_flight_per_core,
-                )
-                .await
-                .1
-                .errors
-            }
-        })
-        .into_iter()
-        .sum();
+        let (_, filled) = load::puts_on_cores(
+            &store,
+            bench.cores,
+            0..bench.chunks,
+            bench.chunk_bytes,
+            bench.puts_in_flight_per_core,
+        );
+        let failures = filled.errors;
         anyhow::ensure!(failures == 0, "{failures} puts failed while filling");
         println!("filled in {:.1} s", fill_started.elapsed().as_secs_f64());
     }

@@ -16,11 +16,11 @@
 //! memory tier in front of the store.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fio::{self, FioJob, FioResult};
 use super::gbps;
-use super::load::{self, Measured, XorShift};
+use super::load::{self, Measured, RING_ENTRIES, XorShift};
 use crate::chunk::ChunkId;
 use crate::cores;
 use crate::erasure::Scheme;
@@ -45,7 +45,6 @@ pub struct StoreBench {
     pub puts_in_flight_per_core: usize,
 }
 
-const RING_ENTRIES: u32 = 512;
 /// fio writes one shard extent (header + 128 KiB) at a time, as a 512 KiB chunk's PUT does.
 const SHARD_EXTENT_BYTES: usize = 132 * 1024;
 
@@ -279,28 +278,13 @@ fn fill(
     bench: &StoreBench,
     numbers: std::ops::Range<u64>,
 ) -> (Vec<(ChunkId, u64)>, Measured) {
-    let started = Instant::now();
-    let per_core = cores::run(bench.cores, true, RING_ENTRIES, |core| {
-        let mine: Vec<u64> = numbers.clone().skip(core).step_by(bench.cores).collect();
-        async move {
-            let local = store.local().expect("device handles open");
-            load::puts(
-                &local,
-                mine,
-                bench.chunk_bytes,
-                bench.puts_in_flight_per_core,
-            )
-            .await
-        }
-    });
-    let mut all_ids = Vec::new();
-    let mut total = Measured::default();
-    for (ids, measured) in per_core {
-        all_ids.extend(ids);
-        total = total.merge(measured);
-    }
-    total.elapsed = started.elapsed();
-    (all_ids, total)
+    load::puts_on_cores(
+        store,
+        bench.cores,
+        numbers,
+        bench.chunk_bytes,
+        bench.puts_in_flight_per_core,
+    )
 }
 
 /// Random reads from every core, `depth` requests in flight in all.
