@@ -24,6 +24,73 @@ pub struct FioJob {
     /// Submit I/Os this many at a time and wait for as many to complete before submitting
     /// more (1: one at a time, fio's default) — how a chunk read's shard reads behave.
     pub batch: usize,
+    /// Put fio's buffers on huge pages (`--iomem=shmhuge`, needs [`HugePages`] reserved), as
+    /// chunkd's are.
+    pub huge_pages: bool,
+}
+
+/// Huge pages reserved for fio's buffers while this lives: fio can only put its buffers on
+/// huge pages from the kernel's reserved pool (`vm.nr_hugepages`), which is usually empty.
+/// Dropping it gives back what it reserved.
+pub struct HugePages {
+    /// `vm.nr_hugepages` before, when this raised it.
+    restore: Option<u64>,
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+impl HugePages {
+    /// Makes sure `bytes` of huge pages are free, reserving more if needed (root only);
+    /// `Err` says why they could not be.
+    pub fn reserve(bytes: u64) -> Result<HugePages, String> {
+        let (free, page_bytes) = free_huge_pages()?;
+        let needed = bytes.div_ceil(page_bytes);
+        if free >= needed {
+            return Ok(HugePages { restore: None });
+        }
+        let read = |path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {path}: {e}"))?
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("reading {path}: {e}"))
+        };
+        let total = read(NR_HUGEPAGES)?;
+        std::fs::write(NR_HUGEPAGES, format!("{}\n", total + needed - free))
+            .map_err(|e| format!("reserving huge pages in {NR_HUGEPAGES}: {e}"))?;
+        let reserved = HugePages {
+            restore: Some(total),
+        };
+        let (free, _) = free_huge_pages()?;
+        if free < needed {
+            return Err(format!(
+                "the kernel found only {free} of {needed} free huge pages (memory fragmented)"
+            ));
+        }
+        Ok(reserved)
+    }
+}
+
+impl Drop for HugePages {
+    fn drop(&mut self) {
+        if let Some(total) = self.restore {
+            let _ = std::fs::write(NR_HUGEPAGES, format!("{total}\n"));
+        }
+    }
+}
+
+/// Free huge pages in the kernel's pool, and the size of one.
+fn free_huge_pages() -> Result<(u64, u64), String> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| format!("reading /proc/meminfo: {e}"))?;
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .ok_or_else(|| format!("/proc/meminfo has no {name}"))
+    };
+    Ok((field("HugePages_Free:")?, field("Hugepagesize:")? * 1024))
 }
 
 /// What fio measured.
@@ -77,6 +144,9 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
             format!("--iodepth_batch_submit={}", job.batch),
             format!("--iodepth_batch_complete_min={}", job.batch),
         ]);
+    }
+    if job.huge_pages {
+        command.arg("--iomem=shmhuge");
     }
     if job.fdatasync_every > 0 {
         command.arg(format!("--fdatasync={}", job.fdatasync_every));
@@ -135,5 +205,11 @@ mod tests {
         assert_eq!(result.iops, 250.5);
         assert_eq!((result.p50_us, result.p99_us), (2.0, 9.0));
         assert!(parse(json, "write").is_err());
+    }
+
+    #[test]
+    fn reads_the_kernels_huge_page_pool() {
+        let (_free, page_bytes) = free_huge_pages().expect("Linux reports its huge pages");
+        assert!(page_bytes.is_power_of_two() && page_bytes >= 2 << 20);
     }
 }

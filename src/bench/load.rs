@@ -5,9 +5,12 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use crate::chunk::ChunkId;
 use crate::cores;
@@ -120,22 +123,105 @@ where
     measured
 }
 
-/// PUTs chunks `numbers` (see [`puts`]) from `cores` cores, each taking every `cores`-th
-/// number with `in_flight` at once; returns every id stored and the figures of all cores.
+/// A job for one core: given that core's store handle, the work to run there.
+type Job = Box<dyn FnOnce(Rc<LocalStore<UringEngine>>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// Core threads that live for a whole benchmark, each holding one store handle, as a
+/// serving node's cores do: what a handle caches (verified shard headers, I/O buffers)
+/// carries over from one measurement to the next instead of starting empty each time.
+pub struct Workers {
+    jobs: Vec<UnboundedSender<Job>>,
+    threads: Option<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `cores` pinned core threads (one io_uring each) on `store`.
+    pub fn start(store: &Store<UringEngine>, cores: usize) -> Workers {
+        assert!(cores > 0, "at least one core");
+        let (jobs, receivers): (Vec<_>, Vec<_>) =
+            (0..cores).map(|_| unbounded_channel::<Job>()).unzip();
+        let receivers = Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>());
+        let store = store.clone();
+        let threads = std::thread::spawn(move || {
+            cores::run(cores, true, RING_ENTRIES, |core| {
+                let mut jobs = receivers.lock().expect("not poisoned")[core]
+                    .take()
+                    .expect("each core takes its own queue");
+                let local = Rc::new(store.local().expect("device handles open"));
+                async move {
+                    while let Some(job) = jobs.recv().await {
+                        job(local.clone()).await;
+                    }
+                }
+            });
+        });
+        Workers {
+            jobs,
+            threads: Some(threads),
+        }
+    }
+
+    /// Number of core threads.
+    pub fn cores(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Runs `body(core, handle)` on the first `count` cores at once; returns the results in
+    /// core order.
+    pub fn run<T, F, Fut>(&self, count: usize, body: F) -> Vec<T>
+    where
+        T: Send + 'static,
+        F: Fn(usize, Rc<LocalStore<UringEngine>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        assert!(
+            (1..=self.cores()).contains(&count),
+            "1 to {} cores",
+            self.cores()
+        );
+        let body = Arc::new(body);
+        let (results, received) = std::sync::mpsc::channel();
+        for (core, jobs) in self.jobs.iter().take(count).enumerate() {
+            let (body, results) = (body.clone(), results.clone());
+            let job: Job = Box::new(move |local| {
+                Box::pin(async move {
+                    let _ = results.send((core, body(core, local).await));
+                })
+            });
+            jobs.send(job).expect("core threads run until dropped");
+        }
+        drop(results);
+        let mut per_core: Vec<(usize, T)> = received.iter().collect();
+        assert_eq!(per_core.len(), count, "a core thread failed");
+        per_core.sort_by_key(|(core, _)| *core);
+        per_core.into_iter().map(|(_, result)| result).collect()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Closing the queues ends the core threads.
+        self.jobs.clear();
+        if let Some(threads) = self.threads.take() {
+            let _ = threads.join();
+        }
+    }
+}
+
+/// PUTs chunks `numbers` (see [`puts`]) from every core of `workers`, each taking every
+/// n-th number with `in_flight` at once; returns every id stored and the figures of all
+/// cores.
 pub fn puts_on_cores(
-    store: &Store<UringEngine>,
-    cores: usize,
+    workers: &Workers,
     numbers: Range<u64>,
     chunk_bytes: usize,
     in_flight: usize,
 ) -> (Vec<(ChunkId, u64)>, Measured) {
     let started = Instant::now();
-    let per_core = cores::run(cores, true, RING_ENTRIES, |core| {
+    let cores = workers.cores();
+    let per_core = workers.run(cores, move |core, local| {
         let mine: Vec<u64> = numbers.clone().skip(core).step_by(cores).collect();
-        async move {
-            let local = store.local().expect("device handles open");
-            puts(&local, mine, chunk_bytes, in_flight).await
-        }
+        async move { puts(&local, mine, chunk_bytes, in_flight).await }
     });
     let mut all_ids = Vec::new();
     let mut total = Measured::default();

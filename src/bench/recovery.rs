@@ -62,9 +62,9 @@ pub fn run(bench: &RecoveryBench) -> anyhow::Result<()> {
     let fill_started = Instant::now();
     {
         let (store, _) = Store::open(config.clone(), &UringEngine)?;
+        let workers = load::Workers::start(&store, bench.cores);
         let (_, filled) = load::puts_on_cores(
-            &store,
-            bench.cores,
+            &workers,
             0..bench.chunks,
             bench.chunk_bytes,
             bench.puts_in_flight_per_core,

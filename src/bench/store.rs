@@ -13,16 +13,21 @@
 //! 4. The same chunkd reads with one device taken offline (every read rebuilds a shard).
 //!
 //! Nothing here reads through the page cache: both sides use O_DIRECT, and chunkd has no
-//! memory tier in front of the store.
+//! memory tier in front of the store. chunkd's core threads live for the whole run, as a
+//! server's do, and every core reads every chunk once before the reads are measured, so
+//! the data shards' headers are cached and a read fetches the bytes fio fetches. fio's
+//! buffers are on huge pages, as chunkd's are (see [`fio::HugePages`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt as _;
 
 use super::fio::{self, FioJob, FioResult};
 use super::gbps;
-use super::load::{self, Measured, RING_ENTRIES, XorShift};
+use super::load::{self, Measured, XorShift};
 use crate::chunk::ChunkId;
-use crate::cores;
 use crate::erasure::Scheme;
 use crate::store::device::uring::UringEngine;
 use crate::store::device::{DeviceSpec, Engine as _};
@@ -44,6 +49,9 @@ pub struct StoreBench {
     pub cores: usize,
     pub puts_in_flight_per_core: usize,
 }
+
+/// Most bytes of buffers a fio job here uses: 128 reads of 128 KiB in flight, with room.
+const FIO_BUFFER_BYTES_MAX: u64 = 32 << 20;
 
 /// fio writes one shard extent (header + 128 KiB) at a time, as a 512 KiB chunk's PUT does.
 const SHARD_EXTENT_BYTES: usize = 132 * 1024;
@@ -72,6 +80,9 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         bench.device_bytes >> 20,
         region_bytes >> 20
     );
+    // chunkd's I/O buffers are on huge pages (see `store::aligned`); fio's are only if it is
+    // told so and the kernel has huge pages reserved. Enough for the deepest job.
+    let huge_pages = fio::HugePages::reserve(FIO_BUFFER_BYTES_MAX);
     // fio reads the store's region (where the chunks are) and writes the region after it,
     // which the store does not use, so its writes never clobber the chunks.
     let peer = |pattern: &'static str, block_bytes, iodepth, fdatasync_every, batch| FioJob {
@@ -88,6 +99,7 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         runtime: Some(bench.duration),
         fdatasync_every,
         batch,
+        huge_pages: huge_pages.is_ok(),
     };
     println!(
         "chunkd bench store: {} devices of {} MiB in {}, {} chunks of {} KiB, {} cores, {} rounds of {:?} per case",
@@ -101,14 +113,27 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         bench.duration
     );
 
+    match &huge_pages {
+        Ok(_) => println!("fio's buffers are on huge pages (--iomem=shmhuge), as chunkd's are"),
+        Err(why) => println!(
+            "WARNING: fio's buffers are on 4 KiB pages ({why}); chunkd's are on huge pages, which can make the same device several times faster: the ratios below favour chunkd"
+        ),
+    }
+
     // Writes: the store is filled in `rounds` parts, each followed by fio's writes.
     let (store, _) = Store::open(config, &UringEngine)?;
+    let workers = load::Workers::start(&store, bench.cores);
     let mut ids = Vec::new();
     let mut writes = Case::new("writes: 512 KiB PUTs vs fio seq write", Some(0.8));
     let mut flushed_writes = Case::new("  same PUTs vs fio write+fdatasync/160", None);
     for round in 0..bench.rounds as u64 {
         let part = round * chunks / bench.rounds as u64..(round + 1) * chunks / bench.rounds as u64;
-        let (new_ids, put) = fill(&store, bench, part);
+        let (new_ids, put) = load::puts_on_cores(
+            &workers,
+            part,
+            bench.chunk_bytes,
+            bench.puts_in_flight_per_core,
+        );
         ids.extend(new_ids);
         writes.add(
             put.clone(),
@@ -128,6 +153,18 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         health.commit_flush_us as f64 / batches / 1000.0,
         health.commit_catalog_us as f64 / batches / 1000.0
     );
+    let stored_per_put = store.stored_bytes(bench.chunk_bytes as u64);
+    let amplification = stored_per_put as f64 / bench.chunk_bytes as f64;
+    let write_bound = format!(
+        "a {} KiB PUT writes {} KiB to the devices (parity and shard headers): PUT payload can reach at most {:.2}x of the devices' write bandwidth; in device bytes, chunkd wrote {:.2}x of fio's plain writes",
+        bench.chunk_bytes >> 10,
+        stored_per_put >> 10,
+        1.0 / amplification,
+        median(writes.ratios()) * amplification
+    );
+
+    let ids = Arc::new(ids);
+    warm_header_caches(&workers, &ids);
 
     let whole = |len: u64, _: &mut XorShift| 0..len;
     let range_64k = |len: u64, rng: &mut XorShift| {
@@ -139,7 +176,7 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
     for depth in [1, 8, 32] {
         let mut case = Case::new(&format!("512 KiB chunk reads, QD {depth}"), Some(0.9));
         for _ in 0..bench.rounds {
-            let ours = reads(&store, bench, &ids, depth, whole);
+            let ours = reads(&workers, bench, &ids, depth, whole);
             case.add(
                 ours,
                 run_fio(&peer("randread", 128 * 1024, 4 * depth, 0, 4))?,
@@ -150,7 +187,7 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
     for depth in [8, 32] {
         let mut case = Case::new(&format!("64 KiB range reads, QD {depth}"), Some(0.9));
         for _ in 0..bench.rounds {
-            let ours = reads(&store, bench, &ids, depth, range_64k);
+            let ours = reads(&workers, bench, &ids, depth, range_64k);
             case.add(ours, run_fio(&peer("randread", 64 * 1024, depth, 0, 1))?);
         }
         cases.push(case);
@@ -168,22 +205,22 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
             healthy: Vec::new(),
         };
         for _ in 0..bench.rounds {
-            let measure = |store: &Store<UringEngine>| {
+            let measure = || {
                 if ranged {
-                    reads(store, bench, &ids, 32, range_64k)
+                    reads(&workers, bench, &ids, 32, range_64k)
                 } else {
-                    reads(store, bench, &ids, 32, whole)
+                    reads(&workers, bench, &ids, 32, whole)
                 }
             };
-            case.healthy.push(measure(&store).bytes_per_second());
+            case.healthy.push(measure().bytes_per_second());
             store.set_device_state(0, DeviceState::Offline);
-            case.degraded.push(measure(&store).bytes_per_second());
+            case.degraded.push(measure().bytes_per_second());
             store.set_device_state(0, DeviceState::Online);
         }
         degraded.push(case);
     }
     let rebuilt = store.health().shards_rebuilt;
-    print_report(&cases, &degraded, rebuilt, &group_commit);
+    print_report(&cases, &degraded, rebuilt, &[group_commit, write_bound]);
     Ok(())
 }
 
@@ -267,48 +304,60 @@ fn prepare_devices(bench: &StoreBench) -> anyhow::Result<Vec<DeviceSpec>> {
         runtime: None,
         fdatasync_every: 0,
         batch: 1,
+        huge_pages: false,
     };
     fio::run(&fill).map_err(anyhow::Error::msg)?;
     Ok(specs)
 }
 
-/// PUTs chunks `numbers` from all cores; returns their ids and the write figures.
-fn fill(
-    store: &Store<UringEngine>,
-    bench: &StoreBench,
-    numbers: std::ops::Range<u64>,
-) -> (Vec<(ChunkId, u64)>, Measured) {
-    load::puts_on_cores(
-        store,
-        bench.cores,
-        numbers,
-        bench.chunk_bytes,
-        bench.puts_in_flight_per_core,
-    )
+/// Reads every chunk once from every core, so each core has the headers of the data shards
+/// cached before the measurements start, as a serving node's cores have for chunks they
+/// serve often (a read whose header is not cached costs one 4 KiB read more).
+fn warm_header_caches(workers: &load::Workers, ids: &Arc<Vec<(ChunkId, u64)>>) {
+    let ids = ids.clone();
+    let failed: u64 = workers
+        .run(workers.cores(), move |_, local| {
+            let ids = ids.clone();
+            async move {
+                let reads = ids.iter().map(|(id, len)| local.read(id, 0..*len));
+                futures_util::stream::iter(reads)
+                    .buffer_unordered(32)
+                    .filter(|read| std::future::ready(read.is_err()))
+                    .count()
+                    .await as u64
+            }
+        })
+        .into_iter()
+        .sum();
+    assert_eq!(failed, 0, "every chunk stored reads back");
 }
 
 /// Random reads from every core, `depth` requests in flight in all.
 fn reads(
-    store: &Store<UringEngine>,
+    workers: &load::Workers,
     bench: &StoreBench,
-    ids: &[(ChunkId, u64)],
+    ids: &Arc<Vec<(ChunkId, u64)>>,
     depth: usize,
-    range_of: impl Fn(u64, &mut XorShift) -> std::ops::Range<u64> + Sync + Copy,
+    range_of: fn(u64, &mut XorShift) -> std::ops::Range<u64>,
 ) -> Measured {
-    let used_cores = bench.cores.min(depth);
-    cores::run(used_cores, true, RING_ENTRIES, |core| async move {
-        let local = store.local().expect("device handles open");
-        let in_flight = depth / used_cores + usize::from(core < depth % used_cores);
-        load::reads(&local, ids, in_flight, bench.duration, range_of).await
-    })
-    .into_iter()
-    .reduce(Measured::merge)
-    .expect("at least one core")
+    let used_cores = workers.cores().min(depth);
+    let (ids, duration) = (ids.clone(), bench.duration);
+    workers
+        .run(used_cores, move |core, local| {
+            let in_flight = depth / used_cores + usize::from(core < depth % used_cores);
+            let ids = ids.clone();
+            async move { load::reads(&local, &ids, in_flight, duration, range_of).await }
+        })
+        .into_iter()
+        .reduce(Measured::merge)
+        .expect("at least one core")
 }
 
-fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, group_commit: &str) {
+fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, notes: &[String]) {
     println!();
-    println!("{group_commit}");
+    for note in notes {
+        println!("{note}");
+    }
     println!(
         "medians over rounds; ratio = median of each round's chunkd / peer; rounds = the lowest and highest round's ratio"
     );
