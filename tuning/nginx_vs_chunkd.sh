@@ -124,12 +124,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # fio's buffers go on huge pages, as chunkd's do (on a virtio disk 128 KiB reads into 4 KiB
 # pages measured 3x slower than into huge pages): fio needs pages from the kernel's reserved
 # pool, which is raised here for the run if it is short, and restored by `cleanup`.
-HUGE_PAGES_NEEDED=16   # 32 MiB: fio's deepest job here is 64 reads of 128 KiB
 HUGE_PAGES_BEFORE=""
 FIO_MEM=()
 huge_free() { awk '$1 == "HugePages_Free:" { print $2 }' /proc/meminfo; }
 reserve_huge_pages() {
-  local free before
+  local free before page_kib
+  # fio's deepest job (full GETs) has a chunk's bytes in flight per connection; 4x that
+  # leaves room for fio's own rounding (16 connections: 16 pages of 2 MiB).
+  page_kib=$(awk '$1 == "Hugepagesize:" { print $2 }' /proc/meminfo)
+  HUGE_PAGES_NEEDED=$(((4 * CONNECTIONS * CHUNK_BYTES / 1024 + page_kib - 1) / page_kib))
   free=$(huge_free)
   if ((free < HUGE_PAGES_NEEDED)); then
     before=$(cat /proc/sys/vm/nr_hugepages)
