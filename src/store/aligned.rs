@@ -321,29 +321,6 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
-// SAFETY: the pointer stays valid and unmoved while the buffer lives, whoever owns it, and
-// all `len` bytes are initialised.
-unsafe impl tokio_uring::buf::IoBuf for AlignedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.ptr.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len
-    }
-    fn bytes_total(&self) -> usize {
-        self.len
-    }
-}
-
-// SAFETY: as for IoBuf; the buffer is always fully initialised, so `set_init` has nothing
-// to record.
-unsafe impl tokio_uring::buf::IoBufMut for AlignedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    unsafe fn set_init(&mut self, _pos: usize) {}
-}
-
 /// An aligned range of a shared buffer, given to a write. Several writes can hold slices of
 /// one buffer (the data shards of one chunk) at once; the buffer lives until the last ends.
 #[derive(Clone)]
@@ -374,20 +351,6 @@ impl Deref for SharedSlice {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.buf[self.range.clone()]
-    }
-}
-
-// SAFETY: the Arc keeps the allocation alive and unmoved while any slice exists, and the
-// range lies within the initialised buffer (checked in `new`).
-unsafe impl tokio_uring::buf::IoBuf for SharedSlice {
-    fn stable_ptr(&self) -> *const u8 {
-        self.buf[self.range.clone()].as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.range.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.range.len()
     }
 }
 

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::aligned::AlignedBuf;
+use super::device::submit_together;
 use super::geometry::Placement;
 use super::header_cache::{CachedHeader, HeaderKey};
 use super::health::DeviceState;
@@ -182,10 +183,10 @@ impl<E: Engine> LocalStore<E> {
         let mut plan: Vec<(usize, Range<usize>)> =
             spans.iter().map(|s| (s.shard, s.aligned())).collect();
         plan.extend(self.substitutes(&target, &plan));
-        let results = join_all(
+        let results = submit_together(join_all(
             plan.iter()
                 .map(|(shard, window)| self.fetch(&target, *shard, window.clone())),
-        )
+        ))
         .await;
         let mut pool: Pool = Vec::with_capacity(plan.len());
         let mut faults = Vec::new();
@@ -454,8 +455,10 @@ impl<E: Engine> LocalStore<E> {
             if batch.is_empty() {
                 break;
             }
-            let results =
-                join_all(batch.iter().map(|&s| self.fetch(target, s, window.clone()))).await;
+            let results = submit_together(join_all(
+                batch.iter().map(|&s| self.fetch(target, s, window.clone())),
+            ))
+            .await;
             for (shard, result) in batch.into_iter().zip(results) {
                 match result {
                     Ok(sound) => pool.push((shard, sound)),

@@ -24,7 +24,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::aligned::{AlignedBuf, SharedSlice};
-use super::device::DeviceHandle;
+use super::device::{DeviceHandle, submit_together};
 use super::health::{DeviceHealth, DeviceState, Health, StoreCounters};
 use super::index::key_of;
 use super::read::{HeaderSource, Target, Window};
@@ -207,14 +207,14 @@ impl<E: Engine> LocalStore<E> {
             layout,
             placement: core.geometry.placement(id),
         };
-        let results = join_all((0..scheme.total_shards()).map(|s| {
+        let results = submit_together(join_all((0..scheme.total_shards()).map(|s| {
             self.fetch_with(
                 &target,
                 s,
                 0..layout.shard_len_bytes(),
                 HeaderSource::Device,
             )
-        }))
+        })))
         .await;
         if results
             .iter()
@@ -407,10 +407,11 @@ impl<E: Engine> LocalStore<E> {
             layout,
             placement,
         };
-        let results = join_all(
-            (0..w).map(|s| self.fetch_with(&target, s, 0..shard_len, HeaderSource::Device)),
-        )
-        .await;
+        let results =
+            submit_together(join_all((0..w).map(|s| {
+                self.fetch_with(&target, s, 0..shard_len, HeaderSource::Device)
+            })))
+            .await;
         let usable = |s: usize| {
             core.devices[core.geometry.shard_address(placement, s, 0).0]
                 .counters
@@ -498,7 +499,7 @@ impl<E: Engine> LocalStore<E> {
             })
             .collect::<Vec<_>>();
         let mut repaired = 0;
-        for (device, result) in join_all(writes).await {
+        for (device, result) in submit_together(join_all(writes)).await {
             let slot = &core.devices[device];
             match result {
                 Ok(()) => {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::aligned::{AlignedBuf, SharedSlice};
 use super::catalog::{Applied, Record};
 use super::commit::{Reply, Request};
+use super::device::submit_together;
 use super::geometry::BLOCK_BYTES;
 use super::index::key_of;
 use super::shard::{self, HEADER_BYTES, ShardIdentity};
@@ -187,7 +188,7 @@ impl<E: Engine> LocalStore<E> {
             async move { (device, self.write_at(device, parts, offset).await) }
         });
         let mut first_error = None;
-        for (device, result) in join_all(writes).await {
+        for (device, result) in submit_together(join_all(writes)).await {
             let slot = &core.devices[device];
             match result {
                 Ok(()) => {

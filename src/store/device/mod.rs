@@ -6,7 +6,7 @@
 //! the hot path (superblocks at start-up, flushes from the commit thread). Each core then
 //! opens its own [`Device`] from the handle for data I/O on that core's ring.
 //!
-//! Engines: `uring` (io_uring with O_DIRECT via tokio-uring: what the node runs on) and
+//! Engines: `uring` (io_uring with O_DIRECT on each core's own ring: what the node runs on) and
 //! `sim` (memory, with seeded faults: what the fault tests run on).
 
 use std::fmt;
@@ -17,6 +17,8 @@ use std::str::FromStr;
 
 use super::aligned::{AlignedBuf, SharedSlice};
 
+mod ring;
+pub use ring::submit_together;
 pub mod sim;
 pub mod uring;
 

@@ -1,6 +1,6 @@
-//! The io_uring engine: devices opened with O_DIRECT and driven through tokio-uring, one
-//! ring per core. Never the page cache: every data byte moves between the device and an
-//! aligned buffer of ours.
+//! The io_uring engine: devices opened with O_DIRECT and driven through each core's own
+//! ring ([`super::ring`]). Never the page cache: every data byte moves between the device
+//! and an aligned buffer of ours.
 //!
 //! File-backed devices are preallocated with `fallocate` when created, because on ext4 an
 //! O_DIRECT write into a hole is punted to a worker thread, while a write into allocated
@@ -12,6 +12,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use io_uring::{opcode, types};
+
+use super::ring::Ring;
 use super::{DEFAULT_DEVICE_SIZE_BYTES, Device, DeviceHandle, DeviceSpec, Engine};
 use crate::store::aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
 
@@ -26,9 +29,9 @@ pub struct UringHandle {
     size_bytes: u64,
 }
 
-/// One core's handle: tokio-uring's file over a duplicate of the shared descriptor.
+/// One core's handle: a duplicate of the shared descriptor, used through this core's ring.
 pub struct UringDevice {
-    file: tokio_uring::fs::File,
+    file: File,
 }
 
 impl Engine for UringEngine {
@@ -160,25 +163,185 @@ impl DeviceHandle for UringHandle {
 
     fn open_local(&self) -> io::Result<UringDevice> {
         Ok(UringDevice {
-            file: tokio_uring::fs::File::from_std(self.file.try_clone()?),
+            file: self.file.try_clone()?,
         })
     }
 }
 
 impl Device for UringDevice {
-    async fn read_at(&self, buf: AlignedBuf, offset: u64) -> (io::Result<()>, AlignedBuf) {
-        self.file.read_exact_at(buf, offset).await
+    async fn read_at(&self, mut buf: AlignedBuf, offset: u64) -> (io::Result<()>, AlignedBuf) {
+        let ring = match Ring::current() {
+            Ok(ring) => ring,
+            Err(e) => return (Err(e), buf),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            let entry = opcode::Read::new(
+                types::Fd(self.file.as_raw_fd()),
+                buf[done..].as_mut_ptr(),
+                io_len(buf.len() - done),
+            )
+            .offset(offset + done as u64)
+            .build();
+            // SAFETY: the entry points into `buf`'s heap memory, which moves with the
+            // operation and comes back with its result.
+            let (result, returned) = unsafe { ring.start(entry, buf) }.await;
+            buf = returned;
+            match result {
+                Ok(0) => return (Err(short("read", done, buf.len(), offset)), buf),
+                Ok(n) => done += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
     }
 
-    async fn write_at(&self, mut parts: Vec<SharedSlice>, offset: u64) -> io::Result<()> {
-        if parts.len() == 1 {
-            let part = parts.pop().expect("one part");
-            return self.file.write_all_at(part, offset).await.0;
+    async fn write_at(&self, parts: Vec<SharedSlice>, offset: u64) -> io::Result<()> {
+        let ring = Ring::current()?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut lent = Writing {
+            parts,
+            iovecs: Vec::new(),
+        };
+        let mut done = 0;
+        while done < total {
+            lent.point_iovecs_past(done);
+            let entry = opcode::Writev::new(
+                types::Fd(self.file.as_raw_fd()),
+                lent.iovecs.as_ptr(),
+                lent.iovecs.len() as u32,
+            )
+            .offset(offset + done as u64)
+            .build();
+            // SAFETY: the entry points to `lent.iovecs`, a heap array that points into the
+            // parts' shared buffers; all of it moves with the operation.
+            let (result, returned) = unsafe { ring.start(entry, lent) }.await;
+            lent = returned;
+            match result {
+                Ok(0) => return Err(short("write", done, total, offset)),
+                Ok(n) => done += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.file
-            .writev_at_all(parts, Some(offset))
-            .await
-            .0
-            .map(|_| ())
+        Ok(())
+    }
+}
+
+/// The buffers of a write and the vector describing what is left of them.
+struct Writing {
+    parts: Vec<SharedSlice>,
+    iovecs: Vec<libc::iovec>,
+}
+
+impl Writing {
+    /// Describes the parts' bytes after the first `skip`.
+    fn point_iovecs_past(&mut self, mut skip: usize) {
+        self.iovecs.clear();
+        for part in &self.parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let rest = &part[skip..];
+            skip = 0;
+            self.iovecs.push(libc::iovec {
+                iov_base: rest.as_ptr() as *mut libc::c_void,
+                iov_len: rest.len(),
+            });
+        }
+    }
+}
+
+/// One operation's length: buffers here are far below 4 GiB.
+fn io_len(len: usize) -> u32 {
+    u32::try_from(len).expect("an I/O buffer is smaller than 4 GiB")
+}
+
+fn short(what: &str, done: usize, wanted: usize, offset: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("{what} of {wanted} bytes at offset {offset} stopped after {done}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn slices(lens: &[usize]) -> Vec<SharedSlice> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let mut buf = AlignedBuf::zeroed(len);
+                buf.fill(i as u8 + 1);
+                SharedSlice::whole(Arc::new(buf))
+            })
+            .collect()
+    }
+
+    /// A new file-backed device of `size` in a scratch directory.
+    fn scratch_device(size: &str) -> (tempfile::TempDir, UringHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: DeviceSpec = format!("{}:{size}", dir.path().join("dev").display())
+            .parse()
+            .unwrap();
+        let handle = UringEngine.open(&spec).unwrap();
+        (dir, handle)
+    }
+
+    #[test]
+    fn a_write_of_several_parts_reads_back_in_order() {
+        let (_dir, handle) = scratch_device("1M");
+        tokio_uring::start(async {
+            let device = handle.open_local().unwrap();
+            let parts = slices(&[4096, 8192, 4096]);
+            device.write_at(parts, 8192).await.unwrap();
+            let (result, buf) = device.read_at(AlignedBuf::zeroed(16384), 8192).await;
+            result.unwrap();
+            let expected: Vec<u8> = [(1u8, 4096), (2, 8192), (3, 4096)]
+                .iter()
+                .flat_map(|&(byte, len)| std::iter::repeat_n(byte, len))
+                .collect();
+            assert_eq!(&buf[..], &expected[..]);
+        });
+    }
+
+    #[test]
+    fn a_read_past_the_end_is_an_unexpected_eof() {
+        let (_dir, handle) = scratch_device("64K");
+        tokio_uring::start(async {
+            let device = handle.open_local().unwrap();
+            // Straddles the end: the first 4 KiB are read, then nothing more is.
+            let (result, _) = device.read_at(AlignedBuf::zeroed(8192), 60 << 10).await;
+            let error = result.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+            assert!(error.to_string().contains("stopped after 4096"), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_short_write_resumes_where_the_kernel_stopped() {
+        let mut writing = Writing {
+            parts: slices(&[4096, 8192, 4096]),
+            iovecs: Vec::new(),
+        };
+        let described = |w: &Writing| -> Vec<(usize, usize)> {
+            w.iovecs
+                .iter()
+                .map(|v| (v.iov_base as usize, v.iov_len))
+                .collect()
+        };
+        let start = |i: usize| writing.parts[i].as_ptr() as usize;
+        let (p0, p1, p2) = (start(0), start(1), start(2));
+        writing.point_iovecs_past(0);
+        assert_eq!(described(&writing), [(p0, 4096), (p1, 8192), (p2, 4096)]);
+        writing.point_iovecs_past(4096 + 512);
+        assert_eq!(described(&writing), [(p1 + 512, 8192 - 512), (p2, 4096)]);
+        writing.point_iovecs_past(4096 + 8192);
+        assert_eq!(described(&writing), [(p2, 4096)]);
     }
 }
