@@ -204,18 +204,14 @@ impl Inner {
     /// operations' wakers go to `to_wake`, for the caller to wake once the ring is free).
     fn submit_all(&mut self, to_wake: &mut Vec<Waker>) {
         while !self.uring.submission().is_empty() {
-            match self.uring.submit() {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            match enter(&self.uring) {
+                None | Some(libc::EINTR) => {}
                 // Completions are waiting to be reaped (EBUSY), or the kernel is short of
                 // memory for requests (EAGAIN): reap and try again.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                Some(_) => {
                     self.reap_into(to_wake);
                     std::thread::yield_now();
                 }
-                // Only a broken ring fails otherwise (EBADF, EFAULT, EINVAL): an entry is
-                // queued that the kernel can never take, so no operation could complete.
-                Err(e) => panic!("io_uring_enter failed on the device ring: {e}"),
             }
         }
     }
@@ -246,16 +242,25 @@ impl Inner {
             if !uring.submission().cq_overflow() {
                 return;
             }
-            match uring.submit() {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(e) => panic!("io_uring_enter failed on the device ring: {e}"),
-            }
+            // A refusal to retry (EINTR, EBUSY, EAGAIN) leaves the flag set: the loop asks again.
+            enter(uring);
         }
+    }
+}
+
+/// Submits the queued entries, asking for overflowed completions too while there are any
+/// (`IoUring::submit` passes GETEVENTS then). `None` when the kernel took the call; the
+/// errno when it asks to be called again: interrupted (EINTR), completions waiting to be
+/// reaped (EBUSY), or short of memory for requests (EAGAIN).
+fn enter(uring: &IoUring) -> Option<i32> {
+    match uring.submit() {
+        Ok(_) => None,
+        Err(e) => match e.raw_os_error() {
+            Some(errno @ (libc::EINTR | libc::EBUSY | libc::EAGAIN)) => Some(errno),
+            // Only a broken ring fails otherwise (EBADF, EFAULT, EINVAL): an entry is
+            // queued that the kernel can never take, so no operation could complete.
+            _ => panic!("io_uring_enter failed on the device ring: {e}"),
+        },
     }
 }
 
