@@ -1,12 +1,10 @@
 //! [`Codec`]: computes parity shards and rebuilds missing shards, for one thread.
 
+use super::align::RS_BLOCK_BYTES;
+use super::combine::xor_of;
+use super::layout::{Layout, Scheme};
 use super::rs::ReedSolomon;
-use super::{Layout, Scheme, ShardSet};
-
-/// Shard bytes are combined a block at a time so the output block stays in L1 cache while
-/// every source adds into it: each source byte is read once and each output byte written
-/// once. 4 KiB is one page, a multiple of the 64-byte Reed–Solomon block.
-pub(super) const COMBINE_BLOCK_BYTES: usize = 4096;
+use super::shard_set::ShardSet;
 
 /// Erasure encoder and decoder for one scheme. Not shared between threads: each core owns
 /// one, so its Reed–Solomon tables and per-pattern caches are used without locks.
@@ -54,7 +52,7 @@ impl Codec {
         let len = data[0].len();
         assert!(data.iter().all(|s| s.len() == len) && parity.iter().all(|s| s.len() == len));
         assert!(
-            len.is_multiple_of(64),
+            len.is_multiple_of(RS_BLOCK_BYTES),
             "shard length {len} is not a multiple of 64"
         );
         match (&mut self.reed_solomon, parity) {
@@ -112,7 +110,7 @@ impl Codec {
         }
         let len = check_lengths(shards, present.iter().chain(missing.iter()));
         assert!(
-            len.is_multiple_of(64),
+            len.is_multiple_of(RS_BLOCK_BYTES),
             "window length {len} is not a multiple of 64"
         );
         match &mut self.reed_solomon {
@@ -144,24 +142,4 @@ fn check_lengths(shards: &[&mut [u8]], mut indices: impl Iterator<Item = usize>)
         );
     }
     len
-}
-
-/// `output = sources[0] ^ sources[1] ^ …`, a cache block at a time.
-fn xor_of(output: &mut [u8], sources: &[&[u8]]) {
-    let (first, rest) = sources.split_first().expect("XOR of no shards");
-    for (block_index, out) in output.chunks_mut(COMBINE_BLOCK_BYTES).enumerate() {
-        let start = block_index * COMBINE_BLOCK_BYTES;
-        out.copy_from_slice(&first[start..start + out.len()]);
-        for source in rest {
-            xor_into(out, &source[start..start + out.len()]);
-        }
-    }
-}
-
-/// `output ^= input`, byte by byte; written so the compiler vectorises it.
-pub(super) fn xor_into(output: &mut [u8], input: &[u8]) {
-    debug_assert_eq!(output.len(), input.len());
-    for (out, byte) in output.iter_mut().zip(input) {
-        *out ^= byte;
-    }
 }

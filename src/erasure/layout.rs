@@ -11,15 +11,8 @@
 
 use std::ops::Range;
 
-use super::ShardSet;
-
-/// Shard lengths and shard read offsets are multiples of this, the O_DIRECT alignment of
-/// the devices (their physical block size).
-pub const SHARD_ALIGN_BYTES: usize = 4096;
-
-// Reed–Solomon works on 64-byte blocks of 32 GF(2^16) symbols; aligned windows must hold
-// whole blocks so a window of a shard can be rebuilt on its own.
-const _: () = assert!(SHARD_ALIGN_BYTES.is_multiple_of(64));
+use super::align::SHARD_ALIGN_BYTES;
+use super::shard_set::ShardSet;
 
 /// How a chunk is split: `k` data shards and `m` parity shards; any `k` rebuild it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

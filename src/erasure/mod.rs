@@ -24,11 +24,14 @@
 //! **Architecture invariant:** no I/O and no allocation proportional to the number of
 //! chunks: the codec keeps scratch space and caches sized by the scheme alone.
 
+mod align;
 mod codec;
+mod combine;
 mod layout;
 mod rs;
 mod shard_set;
 
+pub use align::SHARD_ALIGN_BYTES;
 pub use codec::{Codec, RebuildError};
-pub use layout::{Layout, SHARD_ALIGN_BYTES, Scheme, SchemeError, ShardSpan};
+pub use layout::{Layout, Scheme, SchemeError, ShardSpan};
 pub use shard_set::ShardSet;

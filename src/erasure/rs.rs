@@ -19,12 +19,14 @@ use reed_solomon_simd::engine::tables::{self, ExpLog};
 use reed_solomon_simd::engine::{DefaultEngine, Engine, GfElement};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
-use super::codec::{COMBINE_BLOCK_BYTES, xor_into};
-use super::{Scheme, ShardSet};
+use super::align::RS_BLOCK_BYTES;
+use super::combine::{COMBINE_BLOCK_BYTES, xor_into};
+use super::layout::Scheme;
+use super::shard_set::ShardSet;
 
 /// Shard length used to find coefficients: one 64-byte block is the smallest the library
 /// codes.
-const PROBE_SHARD_BYTES: usize = 64;
+const PROBE_SHARD_BYTES: usize = RS_BLOCK_BYTES;
 
 /// Most source patterns whose coefficients are kept. With `k + m ≤ 32` the count of
 /// `k`-subsets can be huge in theory; in practice a node sees a handful (which devices are
@@ -51,7 +53,7 @@ pub(super) struct ReedSolomon {
     /// Keyed by the source mask.
     recipes: HashMap<u32, Recipe>,
     /// One block of scratch for a multiplied source.
-    scratch: Vec<[u8; 64]>,
+    scratch: Vec<[u8; RS_BLOCK_BYTES]>,
 }
 
 impl ReedSolomon {
@@ -70,7 +72,7 @@ impl ReedSolomon {
             exp_log: tables::get_exp_log(),
             parity_coefficients: Vec::new(),
             recipes: HashMap::new(),
-            scratch: vec![[0u8; 64]; COMBINE_BLOCK_BYTES / 64],
+            scratch: vec![[0u8; RS_BLOCK_BYTES]; COMBINE_BLOCK_BYTES / RS_BLOCK_BYTES],
         };
         rs.parity_coefficients = (0..k).map(|d| rs.encode_unit(d)).collect();
         rs
@@ -252,7 +254,7 @@ fn symbol0(shard: &[u8]) -> GfElement {
 fn combine(
     engine: &DefaultEngine,
     exp_log: &ExpLog,
-    scratch: &mut [[u8; 64]],
+    scratch: &mut [[u8; RS_BLOCK_BYTES]],
     output: &mut [u8],
     terms: &[(&[u8], GfElement)],
 ) {
@@ -273,7 +275,7 @@ fn combine(
                 out
             };
             if coefficient != 1 {
-                let (blocks, rest) = product.as_chunks_mut::<64>();
+                let (blocks, rest) = product.as_chunks_mut::<RS_BLOCK_BYTES>();
                 debug_assert!(rest.is_empty(), "lengths are multiples of 64");
                 engine.mul(blocks, exp_log.log[coefficient as usize]);
             }
