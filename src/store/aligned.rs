@@ -30,8 +30,12 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Alignment of every I/O buffer, offset and length: the devices' physical block size.
-pub const IO_ALIGN_BYTES: usize = 4096;
+/// Alignment of every I/O buffer, offset and length: the devices' physical block size,
+/// the crate's one base alignment (`erasure::SHARD_ALIGN_BYTES`).
+pub const IO_ALIGN_BYTES: usize = crate::erasure::SHARD_ALIGN_BYTES;
+
+// A huge page holds whole aligned buffers, so carving regions keeps every buffer aligned.
+const _: () = assert!(HUGE_PAGE_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 
 /// A 4096-aligned buffer whose bytes are all initialised. Its length is a multiple of
 /// 4096.

@@ -6,8 +6,8 @@
 use crate::chunk::ChunkId;
 use crate::erasure::{Layout, Scheme};
 
-use super::StoreError;
 use super::aligned::AlignedBuf;
+use super::error::StoreError;
 
 /// A chunk being received.
 pub struct ChunkBuffer {

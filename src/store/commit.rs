@@ -22,9 +22,11 @@ use crossbeam::channel::Receiver;
 use tokio::sync::oneshot;
 
 use super::catalog::{Applied, Change, Record};
-use super::device::DeviceHandle;
+use super::device::{DeviceHandle, Engine};
+use super::error::StoreError;
 use super::index::{Entry, key_of};
-use super::{Core, Engine, Failure, StoreError, lock};
+use super::shard::extent_blocks;
+use super::state::{Failure, Shared, lock};
 use crate::chunk::ChunkId;
 
 /// Most requests committed in one transaction: bounds the latency one batch adds.
@@ -48,29 +50,32 @@ pub(super) enum Request {
 }
 
 /// Starts the commit thread; it ends when every sender is dropped.
-pub(super) fn spawn<E: Engine>(core: Arc<Core<E>>, requests: Receiver<Request>) -> JoinHandle<()> {
+pub(super) fn spawn<E: Engine>(
+    shared: Arc<Shared<E>>,
+    requests: Receiver<Request>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("chunkd-commit".into())
         .spawn(move || {
             while let Ok(first) = requests.recv() {
                 let mut batch = vec![first];
                 batch.extend(requests.try_iter().take(BATCH_MAX - 1));
-                commit_batch(&core, batch);
+                commit_batch(&shared, batch);
             }
         })
         .expect("the commit thread starts")
 }
 
-fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
+fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     let now = Instant::now();
-    let counters = &core.counters;
+    let counters = &shared.counters;
     counters.commit_batches.fetch_add(1, Ordering::Relaxed);
     counters
         .commit_requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let any_insert = batch.iter().any(|r| matches!(r, Request::Insert { .. }));
     let flush_error = if any_insert {
-        flush_devices(core).err()
+        flush_devices(shared).err()
     } else {
         None
     };
@@ -83,7 +88,7 @@ fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
         match (&request, &flush_error) {
             // Without the flush the new shards may not be durable: refuse the inserts.
             (Request::Insert { .. }, Some(error)) => {
-                finish(core, request, Err(StoreError::Io(error.clone())), now)
+                finish(shared, request, Err(StoreError::Io(error.clone())), now)
             }
             _ => committing.push(request),
         }
@@ -95,21 +100,21 @@ fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
             Request::Remove { id, .. } => Change::Remove(*id),
         })
         .collect();
-    let committed = core.catalog.commit(&changes);
+    let committed = shared.catalog.commit(&changes);
     counters
         .commit_catalog_us
         .fetch_add(micros(flushed.elapsed()), Ordering::Relaxed);
     match committed {
         Ok(outcomes) => {
             for (request, outcome) in committing.into_iter().zip(outcomes) {
-                finish(core, request, Ok(outcome), now);
+                finish(shared, request, Ok(outcome), now);
             }
         }
         Err(error) => {
             let message = error.to_string();
             for request in committing {
                 finish(
-                    core,
+                    shared,
                     request,
                     Err(StoreError::Catalog(message.clone())),
                     now,
@@ -121,7 +126,7 @@ fn commit_batch<E: Engine>(core: &Core<E>, batch: Vec<Request>) {
 
 /// Applies a committed outcome to memory and answers the request.
 fn finish<E: Engine>(
-    core: &Core<E>,
+    shared: &Shared<E>,
     request: Request,
     outcome: Result<Applied, StoreError>,
     now: Instant,
@@ -133,25 +138,24 @@ fn finish<E: Engine>(
             blocks,
             reply,
         } => {
-            let group = core.geometry.placement(&id).group;
+            let group = shared.geometry.placement(&id).group;
             if matches!(outcome, Ok(Applied::Inserted)) {
                 let entry = entry_of(&id, &record);
-                core.index.insert(entry);
-                core.chunks_per_group[group].fetch_add(1, Ordering::Relaxed);
+                shared.index.insert(entry);
+                shared.chunks_per_group[group].fetch_add(1, Ordering::Relaxed);
             } else {
                 // The chunk never became visible: its space can be reused at once.
-                lock(&core.space[group]).free_now(record.offset_blocks, blocks);
+                lock(&shared.space[group]).free_now(record.offset_blocks, blocks);
             }
             let _ = reply.send(outcome);
         }
         Request::Remove { id, reply } => {
             if let Ok(Applied::Removed(record)) = &outcome {
-                let group = core.geometry.placement(&id).group;
-                core.index.remove_if(key_of(&id), &entry_of(&id, record));
-                core.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
-                let blocks =
-                    super::write::extent_blocks(core.config.scheme, u64::from(record.len_bytes));
-                lock(&core.space[group]).free(record.offset_blocks, blocks, now);
+                let group = shared.geometry.placement(&id).group;
+                shared.index.remove_if(key_of(&id), &entry_of(&id, record));
+                shared.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
+                let blocks = extent_blocks(shared.config.scheme, u64::from(record.len_bytes));
+                lock(&shared.space[group]).free(record.offset_blocks, blocks, now);
             }
             let _ = reply.send(outcome);
         }
@@ -172,17 +176,17 @@ pub(super) fn entry_of(id: &ChunkId, record: &Record) -> Entry {
 }
 
 /// Flushes every usable device written since its last flush, all at once.
-pub(super) fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
-    let dirty: Vec<usize> = (0..core.devices.len())
+pub(super) fn flush_devices<E: Engine>(shared: &Shared<E>) -> Result<(), String> {
+    let dirty: Vec<usize> = (0..shared.devices.len())
         .filter(|&d| {
-            let slot = &core.devices[d];
+            let slot = &shared.devices[d];
             slot.counters.usable() && slot.dirty.swap(false, Ordering::AcqRel)
         })
         .collect();
     let results: Vec<_> = std::thread::scope(|scope| {
         let flushes: Vec<_> = dirty
             .iter()
-            .map(|&d| scope.spawn(move || core.devices[d].handle.sync_data()))
+            .map(|&d| scope.spawn(move || shared.devices[d].handle.sync_data()))
             .collect();
         flushes
             .into_iter()
@@ -191,12 +195,12 @@ pub(super) fn flush_devices<E: Engine>(core: &Core<E>) -> Result<(), String> {
     });
     let mut first_error = None;
     for (&index, result) in dirty.iter().zip(results) {
-        let device = &core.devices[index];
+        let device = &shared.devices[index];
         match result {
             Ok(()) => device.counters.succeeded(),
             Err(error) => {
                 device.dirty.store(true, Ordering::Release);
-                core.device_failed(index, Failure::Write, &error);
+                shared.device_failed(index, Failure::Write, &error);
                 first_error.get_or_insert(format!("flushing {}: {error}", device.spec));
             }
         }

@@ -16,15 +16,21 @@
 //!
 //! **Architecture invariant:** pure arithmetic and encoding; no I/O.
 
+use super::aligned::IO_ALIGN_BYTES;
 use crate::chunk::ChunkId;
 use crate::erasure::Scheme;
 
-/// Blocks of the 4 KiB unit that all offsets and lengths on a device are counted in.
-pub const BLOCK_BYTES: u64 = 4096;
+/// The unit that all offsets and lengths on a device are counted in (4 KiB): one aligned
+/// I/O unit, so every block offset is an O_DIRECT offset.
+pub const DEVICE_BLOCK_BYTES: u64 = IO_ALIGN_BYTES as u64;
 /// Blocks reserved at the start of every device for its superblock.
 pub const RESERVED_BLOCKS: u64 = 256;
-/// Bytes of the superblock.
-pub const SUPERBLOCK_BYTES: usize = 4096;
+/// Bytes of the superblock: one aligned I/O unit.
+pub const SUPERBLOCK_BYTES: usize = IO_ALIGN_BYTES;
+
+// The superblock fits in the reserved blocks and is read with O_DIRECT.
+const _: () = assert!(SUPERBLOCK_BYTES as u64 <= RESERVED_BLOCKS * DEVICE_BLOCK_BYTES);
+const _: () = assert!(SUPERBLOCK_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 
 const SUPERBLOCK_MAGIC: &[u8; 8] = b"CHKDSUPR";
 const SUPERBLOCK_VERSION: u32 = 1;
@@ -68,7 +74,7 @@ impl Geometry {
             return None;
         }
         let partitions = w / gcd(n, w);
-        let smallest_blocks = device_sizes_bytes.iter().min().copied()? / BLOCK_BYTES;
+        let smallest_blocks = device_sizes_bytes.iter().min().copied()? / DEVICE_BLOCK_BYTES;
         let partition_blocks = smallest_blocks.checked_sub(RESERVED_BLOCKS)? / partitions as u64;
         // Offsets are stored as u32 blocks: a partition is at most 16 TiB.
         let partition_blocks = partition_blocks.min(u64::from(u32::MAX));
@@ -110,7 +116,7 @@ impl Geometry {
         let (device, partition) = self.partition(placement.group * w + member);
         let block =
             RESERVED_BLOCKS + partition as u64 * self.partition_blocks + u64::from(offset_blocks);
-        (device, block * BLOCK_BYTES)
+        (device, block * DEVICE_BLOCK_BYTES)
     }
 
     /// Device and partition-on-device of partition `j`.
@@ -233,9 +239,9 @@ mod tests {
             rotation: 0,
         };
         let (device, first) = g.shard_address(placement, 0, 0);
-        assert_eq!((device, first), (0, RESERVED_BLOCKS * BLOCK_BYTES));
+        assert_eq!((device, first), (0, RESERVED_BLOCKS * DEVICE_BLOCK_BYTES));
         let (_, second) = g.shard_address(placement, 1, 0);
-        assert_eq!(second - first, g.partition_blocks * BLOCK_BYTES);
+        assert_eq!(second - first, g.partition_blocks * DEVICE_BLOCK_BYTES);
     }
 
     #[test]

@@ -19,17 +19,22 @@ use std::time::{Duration, Instant};
 
 use ring::rand::SecureRandom;
 
+use super::aligned::AlignedBuf;
 use super::catalog::Catalog;
+use super::commit;
+use super::config::StoreConfig;
 use super::device::{DeviceHandle, Engine};
-use super::geometry::{Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock};
+use super::error::StoreError;
+use super::geometry::{
+    DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
+};
+use super::handle::{Store, StoreInner};
 use super::health::{DeviceCounters, DeviceState, StoreCounters};
 use super::index::{Entry, Index, key_of};
-use super::shard::{BLOCK_BYTES, BLOCKS_MAX};
+use super::repair::queue::Queue;
+use super::shard::{BLOCKS_MAX, CHECKSUM_BLOCK_BYTES, extent_blocks};
 use super::space::GroupSpace;
-use super::write::extent_blocks;
-use super::{
-    AlignedBuf, Core, DeviceSlot, Store, StoreConfig, StoreError, StoreInner, commit, repair,
-};
+use super::state::{DeviceSlot, Shared};
 
 /// What opening the store found.
 #[derive(Clone, Debug)]
@@ -100,7 +105,7 @@ impl<E: Engine> Store<E> {
             .map(|d| d.spec.to_string())
             .collect();
         let chunks = loaded.index.len();
-        let core = Arc::new(Core {
+        let shared = Arc::new(Shared {
             config,
             geometry,
             devices,
@@ -117,17 +122,15 @@ impl<E: Engine> Store<E> {
             unrecoverable: Mutex::new(std::collections::HashSet::new()),
         });
         let (sender, receiver) = crossbeam::channel::unbounded();
-        let committer = commit::spawn(core.clone(), receiver);
-        let inner = StoreInner {
-            core,
+        let committer = commit::spawn(shared.clone(), receiver);
+        let store = Store::from_inner(StoreInner {
+            shared,
             commits: Some(sender),
             committer: Some(committer),
-            repairs: repair::Queue::new(),
-        };
+            repairs: Queue::new(),
+        });
         Ok((
-            Store {
-                inner: Arc::new(inner),
-            },
+            store,
             OpenReport {
                 created,
                 chunks,
@@ -149,12 +152,12 @@ fn check_config(config: &StoreConfig) -> Result<(), StoreError> {
     let largest_shard =
         crate::erasure::Layout::new(config.scheme, u64::from(config.max_chunk_bytes))
             .shard_len_bytes();
-    if largest_shard / BLOCK_BYTES > BLOCKS_MAX {
+    if largest_shard / CHECKSUM_BLOCK_BYTES > BLOCKS_MAX {
         return Err(setup(format!(
             "max chunk of {} bytes makes {largest_shard}-byte shards with k = {}; a shard holds at most {} bytes",
             config.max_chunk_bytes,
             config.scheme.data_shards(),
-            BLOCKS_MAX * BLOCK_BYTES
+            BLOCKS_MAX * CHECKSUM_BLOCK_BYTES
         )));
     }
     Ok(())
@@ -204,7 +207,7 @@ fn check_devices<H: DeviceHandle>(
     }
     let needed_bytes = (RESERVED_BLOCKS
         + u64::from(geometry.partitions_per_device) * geometry.partition_blocks)
-        * BLOCK_BYTES as u64;
+        * DEVICE_BLOCK_BYTES;
     let mut refilling = catalog.refilling()?;
     let mut states = Vec::with_capacity(handles.len());
     for (index, ((handle, found), spec)) in

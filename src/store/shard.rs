@@ -19,12 +19,24 @@
 //!
 //! **Architecture invariant:** pure encoding and checking; no I/O.
 
+use super::aligned::IO_ALIGN_BYTES;
+use super::geometry::DEVICE_BLOCK_BYTES;
 use crate::chunk::ChunkId;
+use crate::erasure::{Layout, SHARD_ALIGN_BYTES, Scheme};
 
-/// Bytes of a shard header: one aligned block.
-pub const HEADER_BYTES: usize = 4096;
-/// Granularity of the data checksums: the O_DIRECT read unit.
-pub const BLOCK_BYTES: usize = 4096;
+/// Bytes of a shard header: one aligned block, so the data after it is aligned too.
+pub const HEADER_BYTES: usize = IO_ALIGN_BYTES;
+/// Granularity of the data checksums: the O_DIRECT read unit, so every aligned read
+/// window is whole checksum blocks.
+pub const CHECKSUM_BLOCK_BYTES: usize = SHARD_ALIGN_BYTES;
+
+// A shard's `[header | data]` extent is whole device blocks (its offset is counted in
+// them), its data starts aligned for O_DIRECT, and an aligned window is whole checksum
+// blocks.
+const _: () = assert!((HEADER_BYTES as u64).is_multiple_of(DEVICE_BLOCK_BYTES));
+const _: () = assert!((SHARD_ALIGN_BYTES as u64).is_multiple_of(DEVICE_BLOCK_BYTES));
+const _: () = assert!(HEADER_BYTES.is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!(SHARD_ALIGN_BYTES.is_multiple_of(CHECKSUM_BLOCK_BYTES));
 /// Most data blocks one header can describe.
 pub const BLOCKS_MAX: usize = (HEADER_BYTES - CRCS_AT - 4) / 4;
 
@@ -34,6 +46,12 @@ const CRCS_AT: usize = 68;
 const HEADER_CRC_AT: usize = HEADER_BYTES - 4;
 
 const _: () = assert!(BLOCKS_MAX == 1006);
+
+/// Device blocks one shard of a chunk of `len_bytes` occupies: its header plus its data.
+pub fn extent_blocks(scheme: Scheme, len_bytes: u64) -> u32 {
+    let layout = Layout::new(scheme, len_bytes);
+    ((HEADER_BYTES + layout.shard_len_bytes()) as u64 / DEVICE_BLOCK_BYTES) as u32
+}
 
 /// What a header says about its shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,9 +85,9 @@ pub enum ShardError {
 pub fn encode_header(identity: &ShardIdentity, data: &[u8], out: &mut [u8]) {
     assert_eq!(out.len(), HEADER_BYTES);
     assert_eq!(data.len(), identity.shard_len_bytes as usize);
-    let blocks = data.len() / BLOCK_BYTES;
+    let blocks = data.len() / CHECKSUM_BLOCK_BYTES;
     assert!(
-        data.len().is_multiple_of(BLOCK_BYTES) && blocks <= BLOCKS_MAX,
+        data.len().is_multiple_of(CHECKSUM_BLOCK_BYTES) && blocks <= BLOCKS_MAX,
         "shard of {} bytes",
         data.len()
     );
@@ -84,7 +102,7 @@ pub fn encode_header(identity: &ShardIdentity, data: &[u8], out: &mut [u8]) {
     out[58] = identity.parity_shards;
     out[60..64].copy_from_slice(&identity.shard_len_bytes.to_le_bytes());
     out[64..68].copy_from_slice(&(blocks as u32).to_le_bytes());
-    for (i, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
+    for (i, block) in data.chunks_exact(CHECKSUM_BLOCK_BYTES).enumerate() {
         out[CRCS_AT + 4 * i..CRCS_AT + 4 * i + 4]
             .copy_from_slice(&crc32c::crc32c(block).to_le_bytes());
     }
@@ -150,8 +168,8 @@ pub fn verify_blocks(
     first_block: usize,
     data: &[u8],
 ) -> Result<(), ShardError> {
-    assert!(data.len().is_multiple_of(BLOCK_BYTES));
-    for (i, block) in data.chunks_exact(BLOCK_BYTES).enumerate() {
+    assert!(data.len().is_multiple_of(CHECKSUM_BLOCK_BYTES));
+    for (i, block) in data.chunks_exact(CHECKSUM_BLOCK_BYTES).enumerate() {
         let index = first_block + i;
         assert!(
             index < block_crcs.len(),

@@ -9,19 +9,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::aligned::{AlignedBuf, SharedSlice};
 use super::catalog::{Applied, Record};
+use super::chunk_buffer::VerifiedChunk;
 use super::commit::{Reply, Request};
-use super::device::submit_together;
-use super::geometry::BLOCK_BYTES;
-use super::index::key_of;
-use super::shard::{self, HEADER_BYTES, ShardIdentity};
-use super::{Engine, Failure, LocalStore, StoreError, VerifiedChunk, lock};
+use super::device::Engine;
+use super::error::StoreError;
+use super::geometry::DEVICE_BLOCK_BYTES;
+use super::handle::LocalStore;
+use super::index::{Entry, key_of};
+use super::shard::{self, HEADER_BYTES, extent_blocks};
+use super::state::lock;
+use super::stripe::Stripe;
 use crate::chunk::ChunkId;
-use crate::erasure::{Layout, Scheme};
 
 /// What a PUT did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,47 +34,48 @@ pub enum PutOutcome {
     AlreadyPresent,
 }
 
-/// Blocks one shard of a chunk of `len_bytes` occupies: its header plus its data.
-pub fn extent_blocks(scheme: Scheme, len_bytes: u64) -> u32 {
-    let layout = Layout::new(scheme, len_bytes);
-    ((HEADER_BYTES + layout.shard_len_bytes()) as u64 / BLOCK_BYTES) as u32
-}
-
 impl<E: Engine> LocalStore<E> {
     /// Stores `chunk` durably. Returns once it would survive a crash.
     pub async fn put(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
-        let core = &self.store.inner.core;
-        if core.index.get(key_of(chunk.id())).is_some() {
-            match core.catalog.get(chunk.id())? {
+        let shared = &*self.shared;
+        if shared.index.get(key_of(chunk.id())).is_some() {
+            match shared.catalog.get(chunk.id())? {
                 None => return Err(StoreError::PrefixTaken),
-                Some(_) if !lock(&core.unrecoverable).contains(chunk.id()) => {
+                Some(_) if !lock(&shared.unrecoverable).contains(chunk.id()) => {
                     return Ok(PutOutcome::AlreadyPresent);
                 }
                 // Known lost: forget the broken copy, then store this one as new.
                 Some(_) => {
                     self.delete(chunk.id()).await?;
-                    lock(&core.unrecoverable).remove(chunk.id());
+                    lock(&shared.unrecoverable).remove(chunk.id());
                 }
             }
         }
         let (id, data, layout) = chunk.into_parts();
-        let placement = core.geometry.placement(&id);
-        let blocks = extent_blocks(core.config.scheme, layout.chunk_len_bytes());
-        let allocated = lock(&core.space[placement.group]).allocate(blocks, Instant::now());
+        let placement = shared.geometry.placement(&id);
+        let blocks = extent_blocks(shared.config.scheme, layout.chunk_len_bytes());
+        let allocated = lock(&shared.space[placement.group]).allocate(blocks, Instant::now());
         let Some(offset_blocks) = allocated else {
-            let largest = lock(&core.space[placement.group]).largest_free_blocks();
+            let largest = lock(&shared.space[placement.group]).largest_free_blocks();
             return Err(StoreError::NoSpace {
                 len_bytes: layout.chunk_len_bytes(),
-                largest_free_bytes: u64::from(largest) * BLOCK_BYTES,
+                largest_free_bytes: u64::from(largest) * DEVICE_BLOCK_BYTES,
             });
         };
         let record = Record {
-            generation: core.generation.fetch_add(1, Ordering::Relaxed),
+            generation: shared.generation.fetch_add(1, Ordering::Relaxed),
             offset_blocks,
             len_bytes: layout.chunk_len_bytes() as u32,
         };
-        if let Err(error) = self.write_shards(&id, data, &layout, &record).await {
-            lock(&core.space[placement.group]).free_now(offset_blocks, blocks);
+        let entry = Entry {
+            key: key_of(&id),
+            generation: record.generation,
+            offset_blocks,
+            len_bytes: record.len_bytes,
+        };
+        let written = self.write_shards(&self.stripe(&id, entry), data).await;
+        if let Err(error) = written {
+            lock(&shared.space[placement.group]).free_now(offset_blocks, blocks);
             return Err(error);
         }
         match self
@@ -107,13 +110,8 @@ impl<E: Engine> LocalStore<E> {
     async fn commit(&self, request: impl FnOnce(Reply) -> Request) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
         let request = request(reply);
-        let commits = self
-            .store
-            .inner
-            .commits
-            .as_ref()
-            .expect("the channel lives as long as the store");
-        commits
+        self.store
+            .commits()
             .send(request)
             .map_err(|_| StoreError::Catalog("the commit thread has stopped".into()))?;
         answer
@@ -124,26 +122,18 @@ impl<E: Engine> LocalStore<E> {
     /// Computes parity and headers and writes every shard on a usable device, all at once.
     async fn write_shards(
         &self,
-        id: &ChunkId,
+        stripe: &Stripe<'_, E>,
         data: AlignedBuf,
-        layout: &Layout,
-        record: &Record,
     ) -> Result<(), StoreError> {
-        let core = &self.store.inner.core;
-        let scheme = core.config.scheme;
+        let scheme = stripe.scheme();
         let (k, w) = (scheme.data_shards(), scheme.total_shards());
-        let shard_len = layout.shard_len_bytes();
-        let placement = core.geometry.placement(id);
-        let usable: Vec<bool> = (0..w)
-            .map(|i| {
-                core.devices[core.geometry.shard_address(placement, i, 0).0]
-                    .counters
-                    .usable()
-            })
-            .collect();
-        let online = usable.iter().filter(|&&u| u).count();
-        if online < k {
-            return Err(StoreError::Unavailable { online, needed: k });
+        let shard_len = stripe.layout.shard_len_bytes();
+        let usable = stripe.usable_shards();
+        if usable.len() < k {
+            return Err(StoreError::Unavailable {
+                online: usable.len(),
+                needed: k,
+            });
         }
 
         let mut parity = AlignedBuf::scratch(shard_len * scheme.parity_shards());
@@ -161,49 +151,27 @@ impl<E: Engine> LocalStore<E> {
         };
         let mut headers = AlignedBuf::scratch(HEADER_BYTES * w);
         for (i, header) in headers.chunks_mut(HEADER_BYTES).enumerate() {
-            let identity = ShardIdentity {
-                id: *id,
-                chunk_len_bytes: record.len_bytes,
-                generation: record.generation,
-                shard_index: i as u8,
-                data_shards: k as u8,
-                parity_shards: scheme.parity_shards() as u8,
-                shard_len_bytes: shard_len as u32,
-            };
-            shard::encode_header(&identity, &shard_data(i), header);
+            shard::encode_header(&stripe.identity(i), &shard_data(i), header);
         }
         let headers = Arc::new(headers);
 
-        let writes = (0..w).filter(|&i| usable[i]).map(|i| {
-            let (device, offset) = core
-                .geometry
-                .shard_address(placement, i, record.offset_blocks);
-            let header =
-                SharedSlice::new(headers.clone(), i * HEADER_BYTES..(i + 1) * HEADER_BYTES);
-            let parts = if shard_len == 0 {
-                vec![header]
-            } else {
-                vec![header, shard_data(i)]
-            };
-            async move { (device, self.write_at(device, parts, offset).await) }
-        });
-        let mut first_error = None;
-        for (device, result) in submit_together(join_all(writes)).await {
-            let slot = &core.devices[device];
-            match result {
-                Ok(()) => {
-                    slot.counters.succeeded();
-                    slot.dirty.store(true, Ordering::Release);
-                }
-                Err(error) => {
-                    core.device_failed(device, Failure::Write, &error);
-                    first_error.get_or_insert(StoreError::Io(format!(
-                        "writing to {}: {error}",
-                        slot.spec
-                    )));
-                }
-            }
+        let writes = usable
+            .iter()
+            .map(|i| {
+                let header =
+                    SharedSlice::new(headers.clone(), i * HEADER_BYTES..(i + 1) * HEADER_BYTES);
+                let parts = if shard_len == 0 {
+                    vec![header]
+                } else {
+                    vec![header, shard_data(i)]
+                };
+                (i, parts)
+            })
+            .collect();
+        let mut results = stripe.write(writes).await.into_iter();
+        match results.find_map(|(_, result)| result.err()) {
+            Some(error) => Err(StoreError::Io(error)),
+            None => Ok(()),
         }
-        first_error.map_or(Ok(()), Err)
     }
 }

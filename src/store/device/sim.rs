@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{DEFAULT_DEVICE_SIZE_BYTES, Device, DeviceHandle, DeviceSpec, Engine};
+use super::engine::{Device, DeviceHandle, Engine};
+use super::spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec};
 use crate::store::aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
 
 /// Fault rates in parts per million of operations, and added latency.

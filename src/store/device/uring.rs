@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use io_uring::{opcode, types};
 
+use super::engine::{Device, DeviceHandle, Engine};
 use super::ring::Ring;
-use super::{DEFAULT_DEVICE_SIZE_BYTES, Device, DeviceHandle, DeviceSpec, Engine};
+use super::spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec};
 use crate::store::aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
 
 /// Opens real devices with O_DIRECT.

@@ -1,0 +1,310 @@
+//! The handles to a store: [`Store`], shared by all cores (cheap to clone), and
+//! [`LocalStore`], one core's view with its own device handles, codec and header cache.
+//! Also the store-wide questions answered from memory or the catalog (capacity, health,
+//! shard locations, listing).
+//!
+//! **Architecture invariant:** a [`LocalStore`] belongs to the thread that made it (its
+//! devices use that thread's ring); nothing here blocks but one catalog read in
+//! [`Store::list`] and [`Store::shard_locations`], which are for tools.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::thread::JoinHandle;
+
+use super::aligned::{AlignedBuf, SharedSlice};
+use super::chunk_buffer::ChunkBuffer;
+use super::commit::Request;
+use super::config::StoreConfig;
+use super::device::{Device, DeviceHandle, Engine};
+use super::error::StoreError;
+use super::geometry::{self, Geometry};
+use super::header_cache::HeaderCache;
+use super::health::{DeviceState, Health};
+use super::repair::queue::Queue;
+use super::repair::snapshot;
+use super::shard;
+use super::state::{Failure, Shared, lock};
+use crate::chunk::ChunkId;
+use crate::erasure::{Codec, Layout, Scheme};
+
+/// The store, shared by all cores. Cloning is cheap.
+pub struct Store<E: Engine> {
+    inner: Arc<StoreInner<E>>,
+}
+
+/// What a [`Store`] owns: the shared state, the commit thread and the repair queue.
+pub(super) struct StoreInner<E: Engine> {
+    pub(super) shared: Arc<Shared<E>>,
+    pub(super) commits: Option<crossbeam::channel::Sender<Request>>,
+    pub(super) committer: Option<JoinHandle<()>>,
+    pub(super) repairs: Queue,
+}
+
+impl<E: Engine> Clone for Store<E> {
+    fn clone(&self) -> Self {
+        Store {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<E: Engine> Drop for StoreInner<E> {
+    fn drop(&mut self) {
+        // Closing the channel ends the commit thread once it has answered every request;
+        // joining it releases the catalog file, so the store can be opened again.
+        drop(self.commits.take());
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
+}
+
+/// One core's view of the store: its own device handles and codec.
+pub struct LocalStore<E: Engine> {
+    pub(super) store: Store<E>,
+    /// The same as `store`'s, held directly: every path reads it.
+    pub(super) shared: Arc<Shared<E>>,
+    devices: Vec<<E::Handle as DeviceHandle>::Local>,
+    /// Borrowed only between awaits, never across one.
+    pub(super) codec: RefCell<Codec>,
+    /// Borrowed only between awaits, never across one.
+    pub(super) headers: RefCell<HeaderCache>,
+}
+
+impl<E: Engine> Store<E> {
+    /// Wraps what `open` built.
+    pub(super) fn from_inner(inner: StoreInner<E>) -> Store<E> {
+        Store {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The state shared by every core.
+    pub(super) fn shared(&self) -> &Arc<Shared<E>> {
+        &self.inner.shared
+    }
+
+    /// The queue of chunks waiting for repair.
+    pub(super) fn repairs(&self) -> &Queue {
+        &self.inner.repairs
+    }
+
+    /// Where requests to the commit thread go.
+    pub(super) fn commits(&self) -> &crossbeam::channel::Sender<Request> {
+        self.inner
+            .commits
+            .as_ref()
+            .expect("the channel lives as long as the store")
+    }
+
+    /// This core's handle. Call on the thread that will use it.
+    pub fn local(&self) -> std::io::Result<LocalStore<E>> {
+        let shared = self.shared().clone();
+        let devices = shared
+            .devices
+            .iter()
+            .map(|d| d.handle.open_local())
+            .collect::<Result<_, _>>()?;
+        Ok(LocalStore {
+            store: self.clone(),
+            devices,
+            codec: RefCell::new(Codec::new(shared.config.scheme)),
+            headers: RefCell::new(HeaderCache::new(shared.config.header_cache_entries)),
+            shared,
+        })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared().config
+    }
+
+    /// The store's geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.shared().geometry
+    }
+
+    /// Number of chunks stored.
+    pub fn chunk_count(&self) -> usize {
+        self.shared().index.len()
+    }
+
+    /// Up to `limit` stored chunks with ids after `after` (all of them from `None`), in id
+    /// order, with their lengths: for tools that walk the store.
+    pub fn list(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkId, u64)>, StoreError> {
+        let mut chunks = Vec::with_capacity(limit.min(4096));
+        self.shared()
+            .catalog
+            .for_each_after(after, limit, |id, record| {
+                chunks.push((id, u64::from(record.len_bytes)))
+            })?;
+        Ok(chunks)
+    }
+
+    /// Where the shards of chunk `id` are on the devices, data shards first and parity
+    /// after, or `None` when the chunk is not stored. For operators locating a damaged
+    /// shard with other tools (and for tests that damage one on purpose).
+    pub fn shard_locations(&self, id: &ChunkId) -> Result<Option<Vec<ShardLocation>>, StoreError> {
+        let shared = self.shared();
+        let Some(record) = shared.catalog.get(id)? else {
+            return Ok(None);
+        };
+        let layout = Layout::new(shared.config.scheme, u64::from(record.len_bytes));
+        let placement = shared.geometry.placement(id);
+        let locations = (0..shared.config.scheme.total_shards())
+            .map(|shard| {
+                let (device, header_offset_bytes) =
+                    shared
+                        .geometry
+                        .shard_address(placement, shard, record.offset_blocks);
+                ShardLocation {
+                    device,
+                    header_offset_bytes,
+                    data_len_bytes: layout.shard_len_bytes(),
+                }
+            })
+            .collect();
+        Ok(Some(locations))
+    }
+
+    /// Bytes the in-memory index has allocated.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.shared().index.memory_bytes()
+    }
+
+    /// Bytes of shard space on all devices, and how many of them are free.
+    pub fn capacity(&self) -> Capacity {
+        let shared = self.shared();
+        let w = shared.config.scheme.total_shards() as u64;
+        let (mut total, mut free, mut largest) = (0u64, 0u64, 0u64);
+        for space in &shared.space {
+            let space = lock(space);
+            total += space.total_blocks();
+            free += space.free_blocks();
+            largest = largest.max(u64::from(space.largest_free_blocks()));
+        }
+        let block = geometry::DEVICE_BLOCK_BYTES;
+        Capacity {
+            total_bytes: total * w * block,
+            free_bytes: free * w * block,
+            largest_free_run_bytes: largest * block,
+        }
+    }
+
+    /// A snapshot of device and repair health.
+    pub fn health(&self) -> Health {
+        snapshot::health(self.shared(), self.repairs())
+    }
+
+    /// Bytes a chunk of `len_bytes` takes on the devices: its shards with their headers.
+    pub fn stored_bytes(&self, len_bytes: u64) -> u64 {
+        Self::stored_bytes_for(self.shared().config.scheme, len_bytes)
+    }
+
+    /// Bytes a chunk of `len_bytes` takes on the devices under `scheme`.
+    pub fn stored_bytes_for(scheme: Scheme, len_bytes: u64) -> u64 {
+        let layout = Layout::new(scheme, len_bytes);
+        (layout.shard_len_bytes() + shard::HEADER_BYTES) as u64 * scheme.total_shards() as u64
+    }
+
+    /// Sets a device's state: an operator taking a failing device out of service
+    /// (`Offline`: no I/O is sent to it, its shards are rebuilt on read) or back.
+    pub fn set_device_state(&self, device: usize, state: DeviceState) {
+        self.shared().devices[device].counters.set_state(state);
+    }
+}
+
+impl<E: Engine> LocalStore<E> {
+    /// Largest chunk this store accepts.
+    pub fn max_chunk_bytes(&self) -> u32 {
+        self.shared.config.max_chunk_bytes
+    }
+
+    /// A buffer to receive a chunk of `len_bytes` into.
+    pub fn chunk_buffer(&self, len_bytes: u64) -> Result<ChunkBuffer, StoreError> {
+        let config = &self.shared.config;
+        ChunkBuffer::new(len_bytes, config.scheme, config.max_chunk_bytes)
+    }
+
+    /// Counts a failure of `device` on this core (see [`Shared::device_failed`]).
+    pub(super) fn device_failed(
+        &self,
+        device: usize,
+        failure: Failure,
+        cause: &dyn std::fmt::Display,
+    ) {
+        self.shared.device_failed(device, failure, cause);
+    }
+
+    /// Reads through this core's ring, counted in `io_in_flight` while it runs.
+    pub(super) async fn read_at(
+        &self,
+        device: usize,
+        buf: AlignedBuf,
+        offset: u64,
+    ) -> (std::io::Result<()>, AlignedBuf) {
+        let _counted = InFlight::new(&self.shared.counters.io_in_flight);
+        self.devices[device].read_at(buf, offset).await
+    }
+
+    /// Writes through this core's ring, counted in `io_in_flight` while it runs.
+    pub(super) async fn write_at(
+        &self,
+        device: usize,
+        parts: Vec<SharedSlice>,
+        offset: u64,
+    ) -> std::io::Result<()> {
+        let _counted = InFlight::new(&self.shared.counters.io_in_flight);
+        self.devices[device].write_at(parts, offset).await
+    }
+}
+
+/// Counts one I/O in flight until dropped (also when the request waiting on it is
+/// cancelled; the ring keeps the buffer until the kernel is done with it).
+struct InFlight<'a>(&'a AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicI64) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where one shard of a stored chunk lies: `[header | data]`, contiguous on one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardLocation {
+    /// Index of the device in [`StoreConfig::devices`].
+    pub device: usize,
+    /// Byte offset of the shard's 4 KiB header on the device.
+    pub header_offset_bytes: u64,
+    /// Bytes of shard data after the header (a multiple of 4096).
+    pub data_len_bytes: usize,
+}
+
+impl ShardLocation {
+    /// Byte offset of the shard's data: right after its header.
+    pub fn data_offset_bytes(&self) -> u64 {
+        self.header_offset_bytes + shard::HEADER_BYTES as u64
+    }
+}
+
+/// Space on the devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// The longest free run in any group's partitions: the largest shard (with header) that
+    /// could be placed right now.
+    pub largest_free_run_bytes: u64,
+}

@@ -1,0 +1,36 @@
+//! Background repair, scrub and refill, at a bounded rate.
+//!
+//! *Repair*: a read that had to rebuild a shard (it failed with EIO or a checksum) queues the
+//! chunk (`queue`); the repair task reads all its shards, rebuilds the bad ones and writes
+//! them back in place (`chunk`). In place is safe: the space belongs to this chunk's
+//! record, and the shard is rewritten with the very bytes and header it should hold. Before
+//! writing, the task checks the chunk is still indexed with the same generation and that it
+//! started less than half a quarantine ago, so a chunk deleted meanwhile is never written
+//! over a successor.
+//!
+//! *Scrub* (`scrub`): between queued repairs, every chunk of the catalog is repaired in turn
+//! at its own rate, so latent sector errors and corrupt parity, which reads never look at,
+//! are found.
+//!
+//! *Refill* (`refill`): a device that was new or replaced at start-up is walked chunk by
+//! chunk through the catalog and every shard it should hold is repaired the same way; then
+//! it is flushed and online, and the catalog stops listing it as refilling. Until then its
+//! bad shards are expected, so they do not count towards taking it offline, and a restart
+//! resumes the refill.
+//!
+//! `task` is the loop that runs them all (refill first, then queued repairs and scrub),
+//! paced by `rate`; `snapshot` reports the store's health with the queue's length.
+//!
+//! **Architecture invariant:** repair I/O never exceeds its configured bandwidth; the queue
+//! is bounded, and a full queue drops the request and counts it (the chunk is rebuilt again
+//! on its next read, and queued again).
+
+pub(super) mod chunk;
+pub(super) mod queue;
+mod rate;
+mod refill;
+mod scrub;
+pub(super) mod snapshot;
+mod task;
+
+pub use chunk::{RepairOutcome, ShardHealth};

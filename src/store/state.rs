@@ -1,0 +1,94 @@
+//! [`Shared`]: the state every core and the commit thread share — configuration, geometry,
+//! devices with their health, the index, free space, the catalog and the store-wide
+//! counters — and the accounting of device failures.
+//!
+//! **Architecture invariant:** no device data I/O here; what is behind a lock is held only
+//! for single, complete updates (see [`lock`]).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, MutexGuard};
+
+use super::catalog::Catalog;
+use super::config::StoreConfig;
+use super::device::{DeviceSpec, Engine};
+use super::geometry::Geometry;
+use super::health::{DeviceCounters, StoreCounters};
+use super::index::Index;
+use super::space::GroupSpace;
+use crate::chunk::ChunkId;
+
+/// A device of the store: its handle and its health.
+pub(super) struct DeviceSlot<H> {
+    pub(super) spec: DeviceSpec,
+    pub(super) handle: H,
+    pub(super) counters: DeviceCounters,
+    /// Set when a completed write has not been made durable yet.
+    pub(super) dirty: AtomicBool,
+}
+
+/// What every core and the commit thread share.
+pub(super) struct Shared<E: Engine> {
+    pub(super) config: StoreConfig,
+    pub(super) geometry: Geometry,
+    pub(super) devices: Vec<DeviceSlot<E::Handle>>,
+    pub(super) index: Index,
+    pub(super) space: Vec<Mutex<GroupSpace>>,
+    /// Chunks stored per group (for chunks-at-risk).
+    pub(super) chunks_per_group: Vec<AtomicU64>,
+    pub(super) catalog: Catalog,
+    pub(super) generation: AtomicU64,
+    pub(super) counters: StoreCounters,
+    /// Chunks found with fewer than `k` sound shards while every device was usable: gone
+    /// for good. A PUT of one of them stores it afresh instead of answering "already
+    /// present". Bounded by [`UNRECOVERABLE_MAX`].
+    pub(super) unrecoverable: Mutex<HashSet<ChunkId>>,
+}
+
+/// Most unrecoverable chunks remembered for replacement by a PUT.
+pub(super) const UNRECOVERABLE_MAX: usize = 65_536;
+
+/// Which counter a device failure goes to.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Failure {
+    Read,
+    Write,
+    Checksum,
+}
+
+impl<E: Engine> Shared<E> {
+    /// Counts a failure of `device`; when it is the `device_error_limit`-th in a row the
+    /// device goes offline, and is recorded (durably, blocking for one catalog commit: a
+    /// rare event) as needing a refill, because chunks written while it is offline will
+    /// lack its shards.
+    pub(super) fn device_failed(
+        &self,
+        device: usize,
+        failure: Failure,
+        cause: &dyn std::fmt::Display,
+    ) {
+        let slot = &self.devices[device];
+        let counter = match failure {
+            Failure::Read => &slot.counters.read_errors,
+            Failure::Write => &slot.counters.write_errors,
+            Failure::Checksum => &slot.counters.checksum_errors,
+        };
+        if slot
+            .counters
+            .failed(counter, self.config.device_error_limit)
+        {
+            tracing::error!(device = %slot.spec, %cause, "device taken offline after repeated errors");
+            if let Err(error) = self.catalog.add_refilling(device as u32) {
+                tracing::error!(device = %slot.spec, %error, "could not record the device for refill");
+            }
+        }
+    }
+}
+
+/// Locks a mutex, going on after a panic elsewhere: every structure behind these locks is
+/// updated by single, complete operations, so none is left half-changed by a panic.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
