@@ -28,6 +28,12 @@ pub enum SchemeError {
     NoDataShards,
     #[error("an erasure scheme has at most {max} shards in all, {k} + {m} were asked for")]
     TooManyShards { k: usize, m: usize, max: usize },
+    #[error("a scheme is K+M, e.g. 4+1")]
+    NotKPlusM,
+    #[error("K is a number")]
+    KNotANumber,
+    #[error("M is a number")]
+    MNotANumber,
 }
 
 impl Scheme {
@@ -69,6 +75,25 @@ impl Scheme {
     /// `k + m`.
     pub const fn total_shards(self) -> usize {
         self.data_shards() + self.parity_shards()
+    }
+}
+
+/// The text form `K+M`, e.g. `4+1` (spaces around either number are allowed).
+impl std::str::FromStr for Scheme {
+    type Err = SchemeError;
+
+    fn from_str(text: &str) -> Result<Scheme, SchemeError> {
+        let (k, m) = text.split_once('+').ok_or(SchemeError::NotKPlusM)?;
+        let k = k.trim().parse().map_err(|_| SchemeError::KNotANumber)?;
+        let m = m.trim().parse().map_err(|_| SchemeError::MNotANumber)?;
+        Scheme::new(k, m)
+    }
+}
+
+/// Written `K+M`, as [`Scheme::from_str`](std::str::FromStr) reads it.
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{}", self.data_shards, self.parity_shards)
     }
 }
 
@@ -213,6 +238,34 @@ mod tests {
 
     fn layout(len: u64) -> Layout {
         Layout::new(Scheme::DEFAULT, len)
+    }
+
+    #[test]
+    fn schemes_parse_from_and_print_as_k_plus_m() {
+        let cases: [(&str, Result<Scheme, SchemeError>); 7] = [
+            ("4+1", Ok(Scheme::DEFAULT)),
+            (" 10 + 4 ", Scheme::new(10, 4)),
+            ("4", Err(SchemeError::NotKPlusM)),
+            ("x+1", Err(SchemeError::KNotANumber)),
+            ("4+", Err(SchemeError::MNotANumber)),
+            ("0+1", Err(SchemeError::NoDataShards)),
+            (
+                "30+3",
+                Err(SchemeError::TooManyShards {
+                    k: 30,
+                    m: 3,
+                    max: 32,
+                }),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(text.parse::<Scheme>(), expected, "{text:?}");
+        }
+        assert_eq!(Scheme::new(10, 4).unwrap().to_string(), "10+4");
+        assert_eq!(
+            "4".parse::<Scheme>().unwrap_err().to_string(),
+            "a scheme is K+M, e.g. 4+1"
+        );
     }
 
     #[test]
