@@ -12,6 +12,10 @@
 //! one PUT in flight the latency is one flush plus one fsync.
 //!
 //! Removals are committed the same way; their space goes into quarantine (see `space`).
+//!
+//! Devices that went offline after errors are recorded in the catalog as needing a refill
+//! here too, before the batch's records (see `Shared::device_failed`): that commit is
+//! durable and blocks, and the cores must not.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,6 +51,9 @@ pub(super) enum Request {
         id: ChunkId,
         reply: Reply,
     },
+    /// Record the devices that went offline for refill (no reply: every batch does it
+    /// first; this only wakes the thread).
+    RecordRefills,
 }
 
 /// Starts the commit thread; it ends when every sender is dropped.
@@ -66,8 +73,18 @@ pub(super) fn spawn<E: Engine>(
         .expect("the commit thread starts")
 }
 
+/// Flushes the devices, records devices that went offline for refill, then commits the
+/// batch's inserts and removals in one catalog transaction and answers each request.
 fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     let now = Instant::now();
+    let batch: Vec<Request> = batch
+        .into_iter()
+        .filter(|r| !matches!(r, Request::RecordRefills))
+        .collect();
+    if batch.is_empty() {
+        shared.record_refills();
+        return;
+    }
     let counters = &shared.counters;
     counters.commit_batches.fetch_add(1, Ordering::Relaxed);
     counters
@@ -83,6 +100,9 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     counters
         .commit_flush_us
         .fetch_add(micros(flushed - now), Ordering::Relaxed);
+    // Before any record that may lack a shard on a device now offline (see
+    // `Shared::device_failed`).
+    shared.record_refills();
     let mut committing = Vec::with_capacity(batch.len());
     for request in batch {
         match (&request, &flush_error) {
@@ -95,9 +115,10 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     }
     let changes: Vec<Change> = committing
         .iter()
-        .map(|request| match request {
-            Request::Insert { id, record, .. } => Change::Insert(*id, *record),
-            Request::Remove { id, .. } => Change::Remove(*id),
+        .filter_map(|request| match request {
+            Request::Insert { id, record, .. } => Some(Change::Insert(*id, *record)),
+            Request::Remove { id, .. } => Some(Change::Remove(*id)),
+            Request::RecordRefills => None,
         })
         .collect();
     let committed = shared.catalog.commit(&changes);
@@ -159,6 +180,7 @@ fn finish<E: Engine>(
             }
             let _ = reply.send(outcome);
         }
+        Request::RecordRefills => {}
     }
 }
 

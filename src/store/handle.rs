@@ -98,6 +98,13 @@ impl<E: Engine> Store<E> {
             .expect("the channel lives as long as the store")
     }
 
+    /// Wakes the commit thread to record the devices that went offline for refill.
+    pub(super) fn record_refills(&self) {
+        // Fails only when the commit thread has stopped, which it does only once the
+        // store is dropped: nothing is left to record for.
+        let _ = self.commits().send(Request::RecordRefills);
+    }
+
     /// This core's handle. Call on the thread that will use it.
     pub fn local(&self) -> std::io::Result<LocalStore<E>> {
         let shared = self.shared().clone();
@@ -231,14 +238,18 @@ impl<E: Engine> LocalStore<E> {
         ChunkBuffer::new(len_bytes, config.scheme, config.max_chunk_bytes)
     }
 
-    /// Counts a failure of `device` on this core (see [`Shared::device_failed`]).
+    /// Counts a failure of `device` on this core (see [`Shared::device_failed`]); when it
+    /// takes the device offline, asks the commit thread to record it for refill (this
+    /// core does not block on the catalog).
     pub(super) fn device_failed(
         &self,
         device: usize,
         failure: Failure,
         cause: &dyn std::fmt::Display,
     ) {
-        self.shared.device_failed(device, failure, cause);
+        if self.shared.device_failed(device, failure, cause) {
+            self.store.record_refills();
+        }
     }
 
     /// Reads through this core's ring, counted in `io_in_flight` while it runs.

@@ -50,12 +50,12 @@ pub struct DeviceCounters {
 impl DeviceCounters {
     /// The device's state.
     pub fn state(&self) -> DeviceState {
-        DeviceState::decode(self.state.load(Ordering::Relaxed))
+        DeviceState::decode(self.state.load(Ordering::Acquire))
     }
 
     /// Sets the device's state.
     pub fn set_state(&self, state: DeviceState) {
-        self.state.store(state.encode(), Ordering::Relaxed);
+        self.state.store(state.encode(), Ordering::Release);
     }
 
     /// Moves the device from state `from` to `to`, unless it has left `from` meanwhile;
@@ -65,8 +65,8 @@ impl DeviceCounters {
             .compare_exchange(
                 from.encode(),
                 to.encode(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+                Ordering::AcqRel,
+                Ordering::Acquire,
             )
             .is_ok()
     }
@@ -81,16 +81,23 @@ impl DeviceCounters {
         self.consecutive_errors.store(0, Ordering::Relaxed);
     }
 
-    /// Records a failed I/O; returns true when this failure takes the device offline
-    /// (`limit` failures in a row).
+    /// Records a failed I/O; returns true when this failure should take the device
+    /// offline (`limit` failures in a row, and it is not offline yet). The caller then
+    /// calls [`DeviceCounters::take_offline`], after recording whatever must be known by
+    /// anyone who sees the device offline.
     pub fn failed(&self, counter: &AtomicU64, limit: u32) -> bool {
         counter.fetch_add(1, Ordering::Relaxed);
         let in_a_row = self.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        if in_a_row >= limit && self.state() != DeviceState::Offline {
-            self.set_state(DeviceState::Offline);
-            return true;
-        }
-        false
+        in_a_row >= limit && self.state() != DeviceState::Offline
+    }
+
+    /// Takes the device offline; returns whether it was not offline before. A thread that
+    /// sees it offline ([`DeviceCounters::state`]) sees what was written before this.
+    pub fn take_offline(&self) -> bool {
+        let before = self
+            .state
+            .swap(DeviceState::Offline.encode(), Ordering::AcqRel);
+        DeviceState::decode(before) != DeviceState::Offline
     }
 }
 

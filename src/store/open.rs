@@ -93,6 +93,7 @@ impl<E: Engine> Store<E> {
                     handle,
                     counters,
                     dirty: AtomicBool::new(false),
+                    refill_unrecorded: AtomicBool::new(false),
                 }
             })
             .collect();

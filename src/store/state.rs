@@ -6,7 +6,7 @@
 //! for single, complete updates (see [`lock`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::catalog::Catalog;
@@ -25,6 +25,9 @@ pub(super) struct DeviceSlot<H> {
     pub(super) counters: DeviceCounters,
     /// Set when a completed write has not been made durable yet.
     pub(super) dirty: AtomicBool,
+    /// Set when the device went offline after errors and the commit thread has not yet
+    /// recorded it in the catalog as needing a refill.
+    pub(super) refill_unrecorded: AtomicBool,
 }
 
 /// What every core and the commit thread share.
@@ -58,26 +61,47 @@ pub(super) enum Failure {
 
 impl<E: Engine> Shared<E> {
     /// Counts a failure of `device`; when it is the `device_error_limit`-th in a row the
-    /// device goes offline, and is recorded (durably, blocking for one catalog commit: a
-    /// rare event) as needing a refill, because chunks written while it is offline will
-    /// lack its shards.
+    /// device goes offline and returns true: chunks written while it is offline will lack
+    /// its shards, so it must be recorded in the catalog as needing a refill. That commit
+    /// is durable (it blocks), so it is left to the commit thread: the device is marked
+    /// `refill_unrecorded` *before* it goes offline, and the commit thread records every
+    /// marked device before it commits a batch. A PUT that skipped the device saw it
+    /// offline, so its record reaches the commit thread after the mark and is committed
+    /// after the refill record. The caller on a core wakes the commit thread
+    /// ([`super::commit::Request::RecordRefills`]) when this returns true.
     pub(super) fn device_failed(
         &self,
         device: usize,
         failure: Failure,
         cause: &dyn std::fmt::Display,
-    ) {
+    ) -> bool {
         let slot = &self.devices[device];
         let counter = match failure {
             Failure::Read => &slot.counters.read_errors,
             Failure::Write => &slot.counters.write_errors,
             Failure::Checksum => &slot.counters.checksum_errors,
         };
-        if slot
+        if !slot
             .counters
             .failed(counter, self.config.device_error_limit)
         {
+            return false;
+        }
+        slot.refill_unrecorded.store(true, Ordering::Release);
+        if slot.counters.take_offline() {
             tracing::error!(device = %slot.spec, %cause, "device taken offline after repeated errors");
+        }
+        true
+    }
+
+    /// Records in the catalog every device marked `refill_unrecorded` (durably, blocking
+    /// for one catalog commit each: a rare event). For the commit thread, before it
+    /// commits a batch.
+    pub(super) fn record_refills(&self) {
+        for (device, slot) in self.devices.iter().enumerate() {
+            if !slot.refill_unrecorded.swap(false, Ordering::AcqRel) {
+                continue;
+            }
             if let Err(error) = self.catalog.add_refilling(device as u32) {
                 tracing::error!(device = %slot.spec, %error, "could not record the device for refill");
             }

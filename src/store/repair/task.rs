@@ -62,6 +62,8 @@ impl<E: Engine> LocalStore<E> {
         let flushed = tokio::task::spawn_blocking(move || flush_devices(&shared)).await;
         if let Ok(Err(error)) = flushed {
             tracing::warn!(%error, "flushing repaired shards failed");
+            // A failed flush may have taken a device offline: have it recorded for refill.
+            self.store.record_refills();
         }
     }
 }
