@@ -44,13 +44,13 @@ struct SimInner {
 /// One simulated device.
 pub struct SimDevice {
     path: PathBuf,
-    state: Mutex<DeviceState>,
+    state: Mutex<Contents>,
     lost: AtomicBool,
     syncs: AtomicU64,
     engine: Arc<SimInner>,
 }
 
-struct DeviceState {
+struct Contents {
     bytes: Vec<u8>,
     /// Bytes overwritten since the last sync, oldest first: what a crash restores.
     undo: Vec<(u64, Vec<u8>)>,
@@ -229,7 +229,7 @@ impl Engine for SimEngine {
                 * IO_ALIGN_BYTES;
             Arc::new(SimDevice {
                 path: spec.path.clone(),
-                state: Mutex::new(DeviceState {
+                state: Mutex::new(Contents {
                     bytes: vec![0; size],
                     undo: Vec::new(),
                 }),
