@@ -1,6 +1,9 @@
 //! Erasure coding through the public API: every set of up to `m` lost shards is rebuilt
 //! byte-exact, for chunk lengths from 0 to 1 MiB, and too many losses fail cleanly.
 
+#[path = "common/seeded.rs"]
+mod seeded;
+
 use chunkd::erasure::{Codec, Layout, RebuildError, Scheme, ShardSet};
 use proptest::prelude::*;
 
@@ -53,18 +56,8 @@ fn chunk_strategy() -> impl Strategy<Value = Vec<u8>> {
         (0usize..=256, -3i64..=3)
             .prop_map(|(n, d)| (n as i64 * 4096 + d).clamp(0, MIB as i64) as usize),
     ];
-    (len, any::<u64>()).prop_map(|(len, seed)| {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                // xorshift: cheap pseudo-random bytes so megabyte chunks are fast to make.
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    })
+    // The tests' seeded xorshift stream: cheap, so megabyte chunks are fast to make.
+    (len, any::<u64>()).prop_map(|(len, seed)| seeded::xorshift_bytes(seed, len))
 }
 
 proptest! {

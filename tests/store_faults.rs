@@ -23,8 +23,8 @@ use chunkd::store::{
     StoreConfig, StoreError, VerifiedChunk,
 };
 use common::{
-    assert_all_healthy, assert_all_whole, check_many, chunk, chunk_bytes, config, distinct,
-    put_many, run, same_bytes, spawn_repairs, wait_for,
+    assert_all_healthy, assert_all_whole, check_many, chunk, chunk_bytes, distinct, put_many,
+    repair_config, run, same_bytes, spawn_repairs, wait_for,
 };
 
 const SEED: u64 = 0xfa01_7000;
@@ -36,13 +36,6 @@ const REFILL_LIMIT: Duration = Duration::from_secs(30);
 
 fn scheme(k: usize, m: usize) -> Scheme {
     Scheme::new(k, m).unwrap()
-}
-
-/// Five 64 MiB devices under `dir`, with repair unthrottled so refills finish at once.
-fn test_config(dir: &Path, scheme: Scheme) -> StoreConfig {
-    let mut cfg = config(dir, 64, scheme);
-    cfg.repair_bytes_per_second = 1 << 40;
-    cfg
 }
 
 async fn put_bytes<E: Engine>(local: &LocalStore<E>, scheme: Scheme, bytes: &[u8]) -> ChunkId {
@@ -71,7 +64,7 @@ struct Damaged {
 impl Damaged {
     fn new(dir: &Path, scheme: Scheme) -> Damaged {
         let engine = SimEngine::new(SEED);
-        let (store, _) = Store::open(test_config(dir, scheme), &engine).unwrap();
+        let (store, _) = Store::open(repair_config(dir, scheme), &engine).unwrap();
         Damaged {
             engine,
             store,
@@ -282,7 +275,7 @@ fn reads_survive_read_errors(scheme: Scheme) {
     let m = scheme.parity_shards() as u64;
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(SEED);
-    let mut cfg = test_config(dir.path(), scheme);
+    let mut cfg = repair_config(dir.path(), scheme);
     cfg.device_error_limit = 1_000; // Errors here are scattered: no device is to go offline.
     let (store, _) = Store::open(cfg, &engine).unwrap();
     let read_errors = || -> u64 { store.health().devices.iter().map(|d| d.read_errors).sum() };
@@ -427,7 +420,7 @@ fn a_lost_device_goes_offline_reads_rebuild_and_a_replacement_is_refilled() {
     const LOST: usize = 2;
     let dir = tempfile::tempdir().unwrap();
     let scheme = Scheme::DEFAULT;
-    let cfg = test_config(dir.path(), scheme);
+    let cfg = repair_config(dir.path(), scheme);
     let engine = SimEngine::new(SEED);
     let peek = |path: &Path, at: u64, len: usize| engine.device(path).peek(at, len);
     let images = {
@@ -490,7 +483,7 @@ fn replace_a_device_file_uring(damage: impl Fn(&Path)) {
     const DEVICE: usize = 3;
     let dir = tempfile::tempdir().unwrap();
     let scheme = Scheme::DEFAULT;
-    let cfg = test_config(dir.path(), scheme);
+    let cfg = repair_config(dir.path(), scheme);
     let peek = |path: &Path, at: u64, len: usize| {
         let mut bytes = vec![0u8; len];
         std::fs::File::open(path)
@@ -578,7 +571,7 @@ fn puts_under_torn_and_failed_writes_store_whole_chunks_or_fail() {
     const CHUNKS: u64 = 300;
     let dir = tempfile::tempdir().unwrap();
     let scheme = Scheme::DEFAULT;
-    let mut cfg = test_config(dir.path(), scheme);
+    let mut cfg = repair_config(dir.path(), scheme);
     cfg.device_error_limit = 1_000; // Scattered errors: no device is to go offline.
     let engine = SimEngine::new(SEED);
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
@@ -619,7 +612,7 @@ fn puts_under_lost_and_torn_writes_read_back_after_rebuild_4_2() {
     const CHUNKS: u64 = 300;
     let dir = tempfile::tempdir().unwrap();
     let scheme = scheme(4, 2);
-    let mut cfg = test_config(dir.path(), scheme);
+    let mut cfg = repair_config(dir.path(), scheme);
     cfg.device_error_limit = 1_000;
     let engine = SimEngine::new(SEED);
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();

@@ -1,18 +1,24 @@
 //! Background maintenance of the store: a device that went offline is refilled after a
 //! restart, the scrub finds and fixes what reads never look at (parity), repairs are made
-//! durable without waiting for a PUT, and a chunk found lost is stored again by a PUT.
+//! durable without waiting for a PUT, a chunk found lost is stored again by a PUT, and the
+//! store runs all of it on a thread of its own (`Store::start_maintenance`) on both engines.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use chunkd::erasure::Scheme;
 use chunkd::store::device::sim::SimEngine;
+use chunkd::store::device::uring::UringEngine;
 use chunkd::store::{
-    DEFAULT_MAX_CHUNK_BYTES, DeviceState, PutOutcome, RepairOutcome, Store, StoreError,
+    DEFAULT_MAX_CHUNK_BYTES, DeviceState, Engine, PutOutcome, RepairOutcome, Store, StoreError,
     VerifiedChunk,
 };
-use common::{assert_all_whole, check_many, chunk, config, put_many, run, spawn_repairs, wait_for};
+use common::{
+    assert_all_whole, check_many, chunk, config, put_many, repair_config, run, scrub_config,
+    spawn_repairs, wait_for,
+};
 
 const SEED: u64 = 0x3a1e_7e11;
 const LIMIT: Duration = Duration::from_secs(30);
@@ -21,8 +27,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn a_device_that_went_offline_is_refilled_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(3);
-    let mut cfg = config(dir.path(), 64, Scheme::DEFAULT);
-    cfg.repair_bytes_per_second = 1 << 40;
+    let mut cfg = repair_config(dir.path(), Scheme::DEFAULT);
     cfg.device_error_limit = 2;
     let victim = 2;
     let (before, during) = {
@@ -61,9 +66,7 @@ fn a_device_that_went_offline_is_refilled_after_a_restart() {
 fn the_scrub_repairs_corrupt_parity_that_reads_never_see() {
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(4);
-    let mut cfg = config(dir.path(), 64, Scheme::DEFAULT);
-    cfg.repair_bytes_per_second = 1 << 40;
-    cfg.scrub_bytes_per_second = 1 << 40;
+    let cfg = scrub_config(dir.path(), Scheme::DEFAULT);
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
     run(async {
         let local = store.local().unwrap();
@@ -91,8 +94,7 @@ fn the_scrub_repairs_corrupt_parity_that_reads_never_see() {
 fn repairs_are_flushed_without_a_put() {
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(5);
-    let mut cfg = config(dir.path(), 64, Scheme::DEFAULT);
-    cfg.repair_bytes_per_second = 1 << 40;
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
     run(async {
         let local = store.local().unwrap();
@@ -181,5 +183,57 @@ fn a_header_corrupted_after_it_was_cached_is_found_by_repair() {
             RepairOutcome::Repaired(1)
         );
         assert_eq!(local.repair(&ids[2]).await.unwrap(), RepairOutcome::Healthy);
+    });
+}
+
+/// Starts the store's own maintenance thread, damages a data shard through `corrupt`
+/// (device path, byte offset), reads the chunk (which rebuilds the shard and queues its
+/// repair) and waits for the maintenance thread to repair it; then stops the thread and
+/// checks the store lets go of its catalog.
+fn repairs_run_on_the_stores_own_thread<E: Engine>(engine: &E, corrupt: impl Fn(&Path, u64)) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
+    let (store, _) = Store::open(cfg.clone(), engine).unwrap();
+    let maintenance = store.start_maintenance().unwrap();
+    run(async {
+        let local = store.local().unwrap();
+        let ids = put_many(&local, Scheme::DEFAULT, SEED, 0..10, 4).await;
+        let data = store.shard_locations(&ids[3]).unwrap().unwrap()[1];
+        corrupt(&cfg.devices[data.device].path, data.data_offset_bytes());
+        check_many(&local, SEED, 3..4, 1).await; // rebuilds, queues the repair
+        // Nothing runs repairs on this thread's runtime: the store's thread does it.
+        wait_for("the maintenance thread's repair", LIMIT, || {
+            store.health().shards_repaired >= 1
+        })
+        .await;
+        assert_eq!(local.repair(&ids[3]).await.unwrap(), RepairOutcome::Healthy);
+    });
+    drop(maintenance); // stops the thread and waits for it
+    drop(store);
+    let (store, report) = Store::open(cfg, engine).unwrap();
+    assert_eq!(report.chunks, store.chunk_count());
+}
+
+#[test]
+fn maintenance_runs_on_the_stores_own_thread_sim() {
+    let engine = SimEngine::new(8);
+    repairs_run_on_the_stores_own_thread(&engine, |path, offset| {
+        engine.device(path).corrupt(offset, 1)
+    });
+}
+
+#[test]
+fn maintenance_runs_on_the_stores_own_thread_uring() {
+    repairs_run_on_the_stores_own_thread(&UringEngine, |path, offset| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, offset).unwrap();
+        file.write_all_at(&[!byte[0]], offset).unwrap();
+        file.sync_all().unwrap();
     });
 }

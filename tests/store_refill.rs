@@ -4,25 +4,18 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use chunkd::chunk::ChunkId;
 use chunkd::erasure::Scheme;
 use chunkd::store::device::sim::{FaultPlan, SimEngine};
 use chunkd::store::{DeviceState, Store, StoreConfig};
-use common::{assert_all_whole, check_many, config, put_many, run, spawn_repairs, wait_for};
+use common::{assert_all_whole, check_many, put_many, repair_config, run, spawn_repairs, wait_for};
 
 const SEED: u64 = 0x4ef1_1111;
 const CHUNKS: u64 = 120;
 const REPLACED: usize = 1;
 const REFILL_LIMIT: Duration = Duration::from_secs(30);
-
-fn test_config(dir: &Path) -> StoreConfig {
-    let mut cfg = config(dir, 64, Scheme::DEFAULT);
-    cfg.repair_bytes_per_second = 1 << 40;
-    cfg
-}
 
 /// A sim store holding `CHUNKS` chunks, closed, whose device `REPLACED` was then swapped
 /// for a blank one. Returns the chunks' ids.
@@ -72,7 +65,7 @@ fn assert_whole_after_reopen(engine: &SimEngine, cfg: &StoreConfig, ids: &[Chunk
 #[test]
 fn reads_before_the_refill_do_not_take_the_replaced_device_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path());
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
     let engine = SimEngine::new(SEED);
     let ids = store_with_a_replaced_device(&engine, &cfg);
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
@@ -98,7 +91,7 @@ fn reads_before_the_refill_do_not_take_the_replaced_device_offline() {
 #[test]
 fn a_restart_before_the_refill_ends_keeps_the_device_refilling() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path());
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
     let engine = SimEngine::new(SEED);
     let ids = store_with_a_replaced_device(&engine, &cfg);
     {
@@ -127,7 +120,7 @@ fn a_restart_before_the_refill_ends_keeps_the_device_refilling() {
 #[test]
 fn a_refill_is_durable_before_the_device_goes_online() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path());
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
     let engine = SimEngine::new(SEED);
     let ids = store_with_a_replaced_device(&engine, &cfg);
     drop(refill(&engine, &cfg));
@@ -143,7 +136,7 @@ fn a_refill_is_durable_before_the_device_goes_online() {
 #[test]
 fn a_device_that_fails_during_its_refill_stays_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path());
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
     let engine = SimEngine::new(SEED);
     let ids = store_with_a_replaced_device(&engine, &cfg);
     {

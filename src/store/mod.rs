@@ -56,5 +56,5 @@ pub use handle::{Capacity, LocalStore, ShardLocation, Store};
 pub use health::{DeviceHealth, DeviceState, Health};
 pub use open::OpenReport;
 pub use read::ChunkBytes;
-pub use repair::{RepairOutcome, ShardHealth};
+pub use repair::{Maintenance, RepairOutcome, ShardHealth};
 pub use write::PutOutcome;

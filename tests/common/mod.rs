@@ -25,6 +25,24 @@ pub fn config(dir: &Path, device_mib: u64, scheme: Scheme) -> StoreConfig {
     config
 }
 
+/// A rate that never throttles: repair, refill and scrub finish as fast as the devices go.
+pub const UNTHROTTLED_BYTES_PER_SECOND: u64 = 1 << 40;
+
+/// Five 64 MiB devices under `dir` with repair and refill unthrottled, so a test waits
+/// only for the work itself: the configuration of the repair, refill and fault tests.
+pub fn repair_config(dir: &Path, scheme: Scheme) -> StoreConfig {
+    let mut config = config(dir, 64, scheme);
+    config.repair_bytes_per_second = UNTHROTTLED_BYTES_PER_SECOND;
+    config
+}
+
+/// As [`repair_config`], with the scrub on and unthrottled too.
+pub fn scrub_config(dir: &Path, scheme: Scheme) -> StoreConfig {
+    let mut config = repair_config(dir, scheme);
+    config.scrub_bytes_per_second = UNTHROTTLED_BYTES_PER_SECOND;
+    config
+}
+
 /// Runs `body` on a fresh tokio-uring runtime on this thread.
 pub fn run<F: Future>(body: F) -> F::Output {
     tokio_uring::start(body)

@@ -19,13 +19,15 @@
 //! resumes the refill.
 //!
 //! `task` is the loop that runs them all (refill first, then queued repairs and scrub),
-//! paced by `rate`; `snapshot` reports the store's health with the queue's length.
+//! paced by `rate`; `maintenance` runs that loop on a thread of the store's own
+//! ([`Maintenance`]); `snapshot` reports the store's health with the queue's length.
 //!
 //! **Architecture invariant:** repair I/O never exceeds its configured bandwidth; the queue
 //! is bounded, and a full queue drops the request and counts it (the chunk is rebuilt again
 //! on its next read, and queued again).
 
 pub(super) mod chunk;
+mod maintenance;
 pub(super) mod queue;
 mod rate;
 mod refill;
@@ -34,3 +36,4 @@ pub(super) mod snapshot;
 mod task;
 
 pub use chunk::{RepairOutcome, ShardHealth};
+pub use maintenance::Maintenance;
