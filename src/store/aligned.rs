@@ -25,10 +25,13 @@
 
 use std::alloc::{self, Layout};
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use rustix::mm;
 
 /// Alignment of every I/O buffer, offset and length: the devices' physical block size,
 /// the crate's one base alignment (`erasure::SHARD_ALIGN_BYTES`).
@@ -182,36 +185,35 @@ fn map_region() -> Option<Range<usize>> {
     // Map a huge page more than needed and trim, so the region starts on a huge page.
     let mapped_len = REGION_BYTES + HUGE_PAGE_BYTES;
     // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-    let base = unsafe {
-        libc::mmap(
+    let mapped = unsafe {
+        mm::mmap_anonymous(
             std::ptr::null_mut(),
             mapped_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            mm::ProtFlags::READ | mm::ProtFlags::WRITE,
+            mm::MapFlags::PRIVATE,
         )
     };
-    if base == libc::MAP_FAILED {
+    let Ok(base) = mapped else {
         REGION_BYTES_MAPPED.fetch_sub(REGION_BYTES, Ordering::Relaxed);
         return None;
-    }
+    };
     let base = base as usize;
     let start = base.next_multiple_of(HUGE_PAGE_BYTES);
     let end = start + REGION_BYTES;
-    // SAFETY: both ranges lie inside the mapping just made and outside the region kept.
+    // SAFETY: both ranges lie inside the mapping just made and outside the region kept;
+    // nothing refers to them. Failing to unmap only leaves them mapped and unused.
     unsafe {
         if start > base {
-            libc::munmap(base as *mut libc::c_void, start - base);
+            let _ = mm::munmap(base as *mut c_void, start - base);
         }
         if base + mapped_len > end {
-            libc::munmap(end as *mut libc::c_void, base + mapped_len - end);
+            let _ = mm::munmap(end as *mut c_void, base + mapped_len - end);
         }
         // Advice only: without huge pages the region works on small pages.
-        libc::madvise(
-            start as *mut libc::c_void,
+        let _ = mm::madvise(
+            start as *mut c_void,
             REGION_BYTES,
-            libc::MADV_HUGEPAGE,
+            mm::Advice::LinuxHugepage,
         );
     }
     Some(start..end)

@@ -26,6 +26,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use io_uring::{IoUring, squeue};
+use rustix::io::Errno;
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 
@@ -205,7 +206,7 @@ impl Inner {
     fn submit_all(&mut self, to_wake: &mut Vec<Waker>) {
         while !self.uring.submission().is_empty() {
             match enter(&self.uring) {
-                None | Some(libc::EINTR) => {}
+                None | Some(Errno::INTR) => {}
                 // Completions are waiting to be reaped (EBUSY), or the kernel is short of
                 // memory for requests (EAGAIN): reap and try again.
                 Some(_) => {
@@ -252,11 +253,11 @@ impl Inner {
 /// (`IoUring::submit` passes GETEVENTS then). `None` when the kernel took the call; the
 /// errno when it asks to be called again: interrupted (EINTR), completions waiting to be
 /// reaped (EBUSY), or short of memory for requests (EAGAIN).
-fn enter(uring: &IoUring) -> Option<i32> {
+fn enter(uring: &IoUring) -> Option<Errno> {
     match uring.submit() {
         Ok(_) => None,
-        Err(e) => match e.raw_os_error() {
-            Some(errno @ (libc::EINTR | libc::EBUSY | libc::EAGAIN)) => Some(errno),
+        Err(e) => match Errno::from_io_error(&e) {
+            Some(errno @ (Errno::INTR | Errno::BUSY | Errno::AGAIN)) => Some(errno),
             // Only a broken ring fails otherwise (EBADF, EFAULT, EINVAL): an entry is
             // queued that the kernel can never take, so no operation could complete.
             _ => panic!("io_uring_enter failed on the device ring: {e}"),
@@ -273,7 +274,7 @@ impl Drop for Ring {
         while !inner.slots.is_empty() {
             match inner.uring.submit_and_wait(1) {
                 Ok(_) => inner.reap_into(&mut ignored),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => {}
                 Err(e) => {
                     // Freeing the memory now could let the kernel write into reused memory.
                     tracing::error!(error = %e, outstanding = inner.slots.len(), "device ring dropped with operations in flight; leaking their buffers");

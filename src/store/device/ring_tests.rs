@@ -17,7 +17,7 @@ fn temp_file(len: usize) -> (tempfile::TempDir, std::fs::File, Vec<u8>) {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_DIRECT)
+        .custom_flags(crate::store::device::uring::O_DIRECT)
         .open(&path)
         .unwrap();
     (dir, file, bytes)
@@ -89,7 +89,10 @@ fn errors_come_back_as_io_errors() {
         let ring = Ring::current().unwrap();
         // O_DIRECT refuses an offset that is not block-aligned.
         let (result, _) = read(&ring, &file, 4096, 1).await;
-        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            result.unwrap_err().raw_os_error(),
+            Some(Errno::INVAL.raw_os_error())
+        );
         // At the end of the file a read transfers nothing.
         let (result, _) = read(&ring, &file, 4096, 8192).await;
         assert_eq!(result.unwrap(), 0);

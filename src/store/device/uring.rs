@@ -13,11 +13,16 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use io_uring::{opcode, types};
+use rustix::fs as fs_rx;
+use rustix::io::Errno;
 
 use super::engine::{Device, DeviceHandle, Engine};
 use super::ring::Ring;
 use super::spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec};
 use crate::store::aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
+
+/// `O_DIRECT`, as `OpenOptionsExt::custom_flags` takes it.
+pub(super) const O_DIRECT: i32 = fs_rx::OFlags::DIRECT.bits() as i32;
 
 /// Opens real devices with O_DIRECT.
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,7 +55,7 @@ impl Engine for UringEngine {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(O_DIRECT)
             .open(path)
             .map_err(|e| context(explain_open_error(e)))?;
         check_direct_io_alignment(&file).map_err(context)?;
@@ -83,17 +88,12 @@ fn create_preallocated(path: &Path, size_bytes: u64) -> io::Result<()> {
 }
 
 fn preallocate(file: &File, size_bytes: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(size_bytes).map_err(|_| io::Error::other("device size too large"))?;
-    // SAFETY: fallocate on a descriptor we own, with no pointers involved.
-    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    fs_rx::fallocate(file, fs_rx::FallocateFlags::empty(), 0, size_bytes)?;
     Ok(())
 }
 
 fn explain_open_error(error: io::Error) -> io::Error {
-    if error.raw_os_error() == Some(libc::EINVAL) {
+    if error.raw_os_error() == Some(Errno::INVAL.raw_os_error()) {
         return io::Error::new(
             error.kind(),
             "the file system does not support O_DIRECT (tmpfs?)",
@@ -106,21 +106,11 @@ fn explain_open_error(error: io::Error) -> io::Error {
 /// the kernel reports them (STATX_DIOALIGN, Linux 6.1+); otherwise 4096 is assumed to do,
 /// as it does for every block size up to a page.
 fn check_direct_io_alignment(file: &File) -> io::Result<()> {
-    // SAFETY: statx is plain data; zeroes are a valid value for it.
-    let mut stat: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: an empty path with AT_EMPTY_PATH describes the descriptor; `stat` is writable.
-    let rc = unsafe {
-        libc::statx(
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_DIOALIGN,
-            &mut stat,
-        )
+    let dio_align = fs_rx::StatxFlags::DIOALIGN;
+    let stat = match fs_rx::statx(file, c"", fs_rx::AtFlags::EMPTY_PATH, dio_align) {
+        Ok(stat) if stat.stx_mask & dio_align.bits() != 0 => stat,
+        _ => return Ok(()),
     };
-    if rc != 0 || stat.stx_mask & libc::STATX_DIOALIGN == 0 {
-        return Ok(());
-    }
     let (memory, offset) = (
         stat.stx_dio_mem_align as usize,
         stat.stx_dio_offset_align as usize,
@@ -230,7 +220,8 @@ impl Device for UringDevice {
     }
 }
 
-/// The buffers of a write and the vector describing what is left of them.
+/// The buffers of a write and the vector describing what is left of them. `libc::iovec`,
+/// not rustix's: the io-uring crate's `Writev` takes libc's type.
 struct Writing {
     parts: Vec<SharedSlice>,
     iovecs: Vec<libc::iovec>,
