@@ -6,6 +6,10 @@
 //! Rather than a second parser, file values are turned into flags and the command line is
 //! parsed again, so a value is checked the same way wherever it comes from, and a key the
 //! command line or environment already set is left alone.
+//!
+//! **Architecture invariant:** no I/O beyond reading the `--config` file it is given, no
+//! state, nothing started: it only turns text into settings (sizes and durations through
+//! [`crate::units`]) and hands the store its part as a [`StoreConfig`].
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -17,6 +21,32 @@ use clap::{ArgMatches, Args};
 
 use crate::erasure::Scheme;
 use crate::store::{DeviceSpec, StoreConfig};
+use crate::units::{parse_duration, parse_size};
+
+/// Why the configuration could not be used; each names the file or flag to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("max-chunk-bytes must be below 4 GiB")]
+    MaxChunkBytesTooLarge,
+    #[error("reading {}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{}: {cause}", path.display())]
+    Toml {
+        path: PathBuf,
+        cause: toml::de::Error,
+    },
+    #[error("{}: unknown setting {key:?} (see chunkd serve --help)", path.display())]
+    UnknownSetting { path: PathBuf, key: String },
+    #[error("{}: setting {key:?} cannot be {kind}", path.display())]
+    WrongType {
+        path: PathBuf,
+        key: String,
+        kind: &'static str,
+    },
+}
 
 /// Settings of `chunkd serve`.
 #[derive(Args, Clone, Debug)]
@@ -118,14 +148,14 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The store part of the configuration.
-    pub fn store(&self) -> anyhow::Result<StoreConfig> {
+    pub fn store(&self) -> Result<StoreConfig, ConfigError> {
         let mut store = StoreConfig::embedded_default(&self.data_dir);
         if !self.devices.is_empty() {
             store.devices = self.devices.clone();
         }
         store.scheme = self.scheme;
-        store.max_chunk_bytes = u32::try_from(self.max_chunk_bytes)
-            .map_err(|_| anyhow::anyhow!("max-chunk-bytes must be below 4 GiB"))?;
+        store.max_chunk_bytes =
+            u32::try_from(self.max_chunk_bytes).map_err(|_| ConfigError::MaxChunkBytesTooLarge)?;
         store.repair_bytes_per_second = self.repair_rate;
         store.scrub_bytes_per_second = self.scrub_rate;
         store.header_cache_entries = self.header_cache_entries;
@@ -140,11 +170,15 @@ pub fn file_arguments(
     path: &Path,
     command: &clap::Command,
     matches: &ArgMatches,
-) -> anyhow::Result<Vec<OsString>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+) -> Result<Vec<OsString>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|cause| ConfigError::Toml {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let mut extra = Vec::new();
     for (key, value) in table {
         let wanted = key.replace('-', "_");
@@ -152,11 +186,9 @@ pub fn file_arguments(
             .get_arguments()
             .find(|a| a.get_id().as_str() == wanted || a.get_long() == Some(key.as_str()))
             .filter(|a| a.get_id() != "config")
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: unknown setting {key:?} (see chunkd serve --help)",
-                    path.display()
-                )
+            .ok_or_else(|| ConfigError::UnknownSetting {
+                path: path.to_path_buf(),
+                key: key.clone(),
             })?;
         let id = arg.get_id().as_str();
         if matches!(
@@ -177,43 +209,24 @@ pub fn file_arguments(
                 toml::Value::String(s) => extra.push(format!("--{long}={s}").into()),
                 toml::Value::Integer(n) => extra.push(format!("--{long}={n}").into()),
                 toml::Value::Float(x) => extra.push(format!("--{long}={x}").into()),
-                other => anyhow::bail!(
-                    "{}: setting {key:?} cannot be {}",
-                    path.display(),
-                    other.type_str()
-                ),
+                other => {
+                    return Err(ConfigError::WrongType {
+                        path: path.to_path_buf(),
+                        key,
+                        kind: other.type_str(),
+                    });
+                }
             }
         }
     }
     Ok(extra)
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
-/// Parses a size such as `64K`, `1M`, `2G`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    crate::store::device::parse_size(text)
-}
-
 /// Parses an erasure scheme written `K+M`.
+///
+/// TODO(merge): the store branch adds `impl FromStr for Scheme` with these semantics; then
+/// this becomes `text.parse::<Scheme>().map_err(|e| e.to_string())` (or the flags drop
+/// their `value_parser` and clap uses `FromStr`), keeping these messages.
 pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
     let (k, m) = text.split_once('+').ok_or("a scheme is K+M, e.g. 4+1")?;
     let k = k.trim().parse().map_err(|_| "K is a number")?;
@@ -224,16 +237,6 @@ pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("1 fortnight").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn schemes_parse() {

@@ -1,5 +1,9 @@
 //! Thread-per-core: one OS thread per core, each running its own tokio-uring runtime (so
 //! its own io_uring), optionally pinned to its core. Work never migrates between threads.
+//!
+//! **Architecture invariant:** knows nothing of what runs on the cores (no store, no HTTP):
+//! it starts the threads and runtimes, pins them, and returns what each core's future
+//! returned; nothing it starts outlives [`run`].
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -46,14 +50,10 @@ where
 /// Pins the calling thread to `cpu`; a failure is logged, not fatal (containers may forbid
 /// it).
 fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data, zeroes are a valid empty set, and the set outlives
-    // the call.
-    let result = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if result != 0 {
-        tracing::warn!(cpu, error = %std::io::Error::last_os_error(), "could not pin thread to its core");
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    // `None`: the calling thread.
+    if let Err(error) = rustix::thread::sched_setaffinity(None, &set) {
+        tracing::warn!(cpu, %error, "could not pin thread to its core");
     }
 }

@@ -4,7 +4,8 @@
 //! ([`chunk`]), each sealed convergently ([`crypto`]) and named by the hash of its sealed
 //! bytes; [`image`] drives that for whole files (`chunkd pack` / `unpack`). On the node a
 //! chunk is split into erasure shards ([`erasure`]) and served over HTTP with byte ranges
-//! ([`range`]). See `ARCHITECTURE.md` for the bird's-eye view and each module's invariants.
+//! ([`range`]). Sizes and durations as operators write them are parsed in one place,
+//! [`units`]. See `ARCHITECTURE.md` for the bird's-eye view and each module's invariants.
 
 pub mod bench;
 pub mod chunk;
@@ -17,3 +18,4 @@ pub mod image;
 pub mod metrics;
 pub mod range;
 pub mod store;
+pub mod units;

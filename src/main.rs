@@ -95,10 +95,10 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         devices: usize,
         /// Size of each device file (e.g. 1G, 512M).
-        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        #[arg(long, default_value = "1G", value_parser = chunkd::units::parse_size)]
         device_size: u64,
         /// Chunk payload stored before the reads: the working set.
-        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        #[arg(long, default_value = "1G", value_parser = chunkd::units::parse_size)]
         fill: u64,
         /// Seconds each measurement runs (each case runs `--rounds` times, alternating with
         /// its fio peer).
@@ -130,20 +130,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         devices: usize,
         /// Erasure scheme as K+M.
-        #[arg(long, default_value = "4+1", value_parser = parse_scheme)]
+        #[arg(long, default_value = "4+1", value_parser = chunkd::config::parse_scheme)]
         scheme: chunkd::erasure::Scheme,
     },
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    chunkd::store::device::parse_size(text)
-}
-
-fn parse_scheme(text: &str) -> Result<chunkd::erasure::Scheme, String> {
-    let (k, m) = text.split_once('+').ok_or("a scheme is K+M, e.g. 4+1")?;
-    let k = k.trim().parse().map_err(|_| "K is a number")?;
-    let m = m.trim().parse().map_err(|_| "M is a number")?;
-    chunkd::erasure::Scheme::new(k, m).map_err(|e| e.to_string())
 }
 
 /// Bytes given as hex on the command line (a newtype: clap reads a bare `Vec` as a list).
@@ -192,9 +181,8 @@ fn parse_with_config_file() -> Result<Cli, clap::Error> {
     let serve_command = command
         .find_subcommand("serve")
         .expect("serve is a subcommand");
-    let extra = chunkd::config::file_arguments(path, serve_command, serve).map_err(|e| {
-        Cli::command().error(clap::error::ErrorKind::InvalidValue, format!("{e:#}"))
-    })?;
+    let extra = chunkd::config::file_arguments(path, serve_command, serve)
+        .map_err(|e| Cli::command().error(clap::error::ErrorKind::InvalidValue, e.to_string()))?;
     Cli::try_parse_from(std::env::args_os().chain(extra))
 }
 
@@ -260,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(which: BenchCommand) -> anyhow::Result<()> {
+fn bench(which: BenchCommand) -> Result<(), chunkd::bench::BenchError> {
     use chunkd::bench::{recovery, store};
     match which {
         BenchCommand::Store {

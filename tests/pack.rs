@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use chunkd::image::{MANIFEST_FILE, Manifest};
 
+#[path = "common/seeded.rs"]
+mod seeded;
+
 const CHUNK: usize = 512 * 1024;
 
 fn chunkd(args: &[&str]) -> Output {
@@ -31,15 +34,7 @@ fn path_str(path: &Path) -> &str {
 }
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    seeded::xorshift_bytes(seed, len)
 }
 
 /// An image of 5 full chunks and a short tail: noise A, a zero chunk, noise A again

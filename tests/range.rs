@@ -30,6 +30,8 @@ fn spaced_ranges(count: u64) -> Resolution {
     partial(&ranges)
 }
 
+/// The table of `Range` headers and what they resolve to: one line a case, so it reads
+/// better whole than split by theme.
 fn range_cases() -> Vec<(Vec<u8>, u64, Resolution)> {
     use Resolution::{Full, Unsatisfiable};
     let case = |header: &[u8], len: u64, expected: Resolution| (header.to_vec(), len, expected);
@@ -218,6 +220,7 @@ fn chunk_etag_is_the_quoted_id() {
     assert_eq!(chunk_etag(ID), quoted(ID));
 }
 
+/// One line a case of RFC 9110's conditional requests: a table reads better whole.
 #[test]
 fn precondition_table() {
     use Precondition::{Failed, NotModified, Proceed};

@@ -5,6 +5,21 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// Why fio could not be run or its report read.
+#[derive(Debug, thiserror::Error)]
+pub enum FioError {
+    #[error("running fio: {0}")]
+    Spawn(std::io::Error),
+    #[error("fio failed: {stderr}")]
+    Failed { stderr: String },
+    #[error("fio printed no JSON")]
+    NoJson,
+    #[error("fio JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("fio JSON lacks {direction} figures")]
+    MissingFigures { direction: String },
+}
+
 /// One fio job.
 #[derive(Clone, Debug)]
 pub struct FioJob {
@@ -111,7 +126,7 @@ pub fn available() -> bool {
 }
 
 /// Runs `job` and parses fio's JSON report.
-pub fn run(job: &FioJob) -> Result<FioResult, String> {
+pub fn run(job: &FioJob) -> Result<FioResult, FioError> {
     let files = job
         .files
         .iter()
@@ -151,12 +166,11 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
     if job.fdatasync_every > 0 {
         command.arg(format!("--fdatasync={}", job.fdatasync_every));
     }
-    let output = command.output().map_err(|e| format!("running fio: {e}"))?;
+    let output = command.output().map_err(FioError::Spawn)?;
     if !output.status.success() {
-        return Err(format!(
-            "fio failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(FioError::Failed {
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
     }
     parse(
         &output.stdout,
@@ -168,19 +182,19 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
     )
 }
 
-fn parse(json: &[u8], direction: &str) -> Result<FioResult, String> {
+fn parse(json: &[u8], direction: &str) -> Result<FioResult, FioError> {
     // fio may print warnings before the JSON document.
     let start = json
         .iter()
         .position(|&b| b == b'{')
-        .ok_or("fio printed no JSON")?;
+        .ok_or(FioError::NoJson)?;
     let report: serde_json::Value =
-        serde_json::from_slice(&json[start..]).map_err(|e| format!("fio JSON: {e}"))?;
+        serde_json::from_slice(&json[start..]).map_err(FioError::Json)?;
     let stats = &report["jobs"][0][direction];
     let number = |value: &serde_json::Value| {
-        value
-            .as_f64()
-            .ok_or_else(|| format!("fio JSON lacks {direction} figures"))
+        value.as_f64().ok_or_else(|| FioError::MissingFigures {
+            direction: direction.to_string(),
+        })
     };
     let percentile = |p: &str| number(&stats["clat_ns"]["percentile"][p]).map(|ns| ns / 1000.0);
     Ok(FioResult {

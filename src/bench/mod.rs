@@ -6,13 +6,16 @@
 //!   range reads, reads with a device lost, and writes.
 //! - `recovery`: fills a store with many small chunks, then times how long opening it
 //!   takes (catalog → index and free space) and how much memory the index uses.
+//!
+//! **Architecture invariant:** runs only on the scratch directory it is given (deleted and
+//! recreated) and never on a serving node's data; it drives the store through its public
+//! API only (`Store`, `LocalStore`), so what it measures is what the node does.
 
+mod error;
 pub mod fio;
 mod load;
 pub mod recovery;
+mod report;
 pub mod store;
 
-/// Formats bytes per second in GB/s (10^9, as fio and disk vendors count).
-fn gbps(bytes_per_second: f64) -> String {
-    format!("{:6.2} GB/s", bytes_per_second / 1e9)
-}
+pub use error::BenchError;

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::error::BenchError;
 use super::load;
 use crate::erasure::Scheme;
 use crate::store::device::DeviceSpec;
@@ -29,9 +30,12 @@ pub struct RecoveryBench {
 }
 
 /// Fills, reopens and reports.
-pub fn run(bench: &RecoveryBench) -> anyhow::Result<()> {
+pub fn run(bench: &RecoveryBench) -> Result<(), BenchError> {
     if bench.dir.exists() {
-        std::fs::remove_dir_all(&bench.dir)?;
+        std::fs::remove_dir_all(&bench.dir).map_err(|cause| BenchError::Remove {
+            path: bench.dir.clone(),
+            cause,
+        })?;
     }
     let per_chunk_per_device =
         Store::<UringEngine>::stored_bytes_for(bench.scheme, bench.chunk_bytes as u64)
@@ -70,7 +74,9 @@ pub fn run(bench: &RecoveryBench) -> anyhow::Result<()> {
             bench.puts_in_flight_per_core,
         );
         let failures = filled.errors;
-        anyhow::ensure!(failures == 0, "{failures} puts failed while filling");
+        if failures != 0 {
+            return Err(BenchError::FillFailed { failures });
+        }
         println!("filled in {:.1} s", fill_started.elapsed().as_secs_f64());
     }
     let warm = reopen(&config)?;
@@ -109,7 +115,7 @@ impl Reopened {
     }
 }
 
-fn reopen(config: &StoreConfig) -> anyhow::Result<Reopened> {
+fn reopen(config: &StoreConfig) -> Result<Reopened, BenchError> {
     let started = Instant::now();
     let (store, report) = Store::open(config.clone(), &UringEngine)?;
     let total = started.elapsed();
@@ -124,7 +130,6 @@ fn reopen(config: &StoreConfig) -> anyhow::Result<Reopened> {
 /// Drops clean pages so the next open reads the catalog from the disk; false when not
 /// permitted.
 fn drop_page_cache() -> bool {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    rustix::fs::sync();
     std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }

@@ -18,15 +18,17 @@
 //! the data shards' headers are cached and a read fetches the bytes fio fetches. fio's
 //! buffers are on huge pages, as chunkd's are (see [`fio::HugePages`]).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
+use super::error::BenchError;
 use super::fio::{self, FioJob, FioResult};
-use super::gbps;
 use super::load::{self, Measured, XorShift};
+use super::report::{Case, Degraded, median, print_report};
 use crate::chunk::ChunkId;
 use crate::erasure::Scheme;
 use crate::store::device::uring::UringEngine;
@@ -57,12 +59,13 @@ const FIO_BUFFER_BYTES_MAX: u64 = 32 << 20;
 const SHARD_EXTENT_BYTES: usize = 132 * 1024;
 
 /// Runs the benchmark and prints its report.
-pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        fio::available(),
-        "fio is not installed (apt-get install fio): it is the peer this benchmark compares with"
-    );
-    anyhow::ensure!(bench.rounds > 0, "at least one round");
+pub fn run(bench: &StoreBench) -> Result<(), BenchError> {
+    if !fio::available() {
+        return Err(BenchError::FioMissing);
+    }
+    if bench.rounds == 0 {
+        return Err(BenchError::NoRounds);
+    }
     let specs = prepare_devices(bench)?;
     let files: Vec<PathBuf> = specs.iter().map(|s| s.path.clone()).collect();
     let config = StoreConfig {
@@ -74,33 +77,79 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
     let region_bytes = chunks
         * Store::<UringEngine>::stored_bytes_for(config.scheme, bench.chunk_bytes as u64)
         / config.scheme.total_shards() as u64;
-    anyhow::ensure!(
-        (1 << 20) + 2 * region_bytes <= bench.device_bytes,
-        "devices of {} MiB are too small: the chunks take {} MiB of each and fio's writes as much again",
-        bench.device_bytes >> 20,
-        region_bytes >> 20
-    );
+    if (1 << 20) + 2 * region_bytes > bench.device_bytes {
+        return Err(BenchError::DevicesTooSmall {
+            device_mib: bench.device_bytes >> 20,
+            region_mib: region_bytes >> 20,
+        });
+    }
     // chunkd's I/O buffers are on huge pages (see `store::aligned`); fio's are only if it is
     // told so and the kernel has huge pages reserved. Enough for the deepest job.
     let huge_pages = fio::HugePages::reserve(FIO_BUFFER_BYTES_MAX);
-    // fio reads the store's region (where the chunks are) and writes the region after it,
-    // which the store does not use, so its writes never clobber the chunks.
-    let peer = |pattern: &'static str, block_bytes, iodepth, fdatasync_every, batch| FioJob {
-        files: files.clone(),
-        pattern,
-        block_bytes,
-        iodepth,
-        offset_bytes: if pattern.contains("write") {
-            (1 << 20) + region_bytes.next_multiple_of(1 << 20)
-        } else {
-            1 << 20
-        },
+    let peer = Peer {
+        files,
         region_bytes,
-        runtime: Some(bench.duration),
-        fdatasync_every,
-        batch,
+        duration: bench.duration,
         huge_pages: huge_pages.is_ok(),
     };
+    print_header(bench, chunks, &huge_pages);
+
+    let (store, _) = Store::open(config, &UringEngine)?;
+    let workers = load::Workers::start(&store, bench.cores);
+    let Written {
+        mut cases,
+        ids,
+        notes,
+    } = measure_writes(&workers, &store, bench, &peer, chunks)?;
+    let ids = Arc::new(ids);
+    warm_header_caches(&workers, &ids);
+    cases.extend(measure_reads(&workers, bench, &ids, &peer)?);
+    let degraded = measure_degraded(&workers, &store, bench, &ids);
+    let rebuilt = store.health().shards_rebuilt;
+    print_report(&cases, &degraded, rebuilt, &notes);
+    Ok(())
+}
+
+/// fio's jobs over the same files as the store: it reads the store's region (where the
+/// chunks are) and writes the region after it, which the store does not use, so its writes
+/// never clobber the chunks.
+struct Peer {
+    files: Vec<PathBuf>,
+    region_bytes: u64,
+    duration: Duration,
+    huge_pages: bool,
+}
+
+impl Peer {
+    fn run(
+        &self,
+        pattern: &'static str,
+        block_bytes: usize,
+        iodepth: usize,
+        fdatasync_every: usize,
+        batch: usize,
+    ) -> Result<FioResult, BenchError> {
+        let job = FioJob {
+            files: self.files.clone(),
+            pattern,
+            block_bytes,
+            iodepth,
+            offset_bytes: if pattern.contains("write") {
+                (1 << 20) + self.region_bytes.next_multiple_of(1 << 20)
+            } else {
+                1 << 20
+            },
+            region_bytes: self.region_bytes,
+            runtime: Some(self.duration),
+            fdatasync_every,
+            batch,
+            huge_pages: self.huge_pages,
+        };
+        Ok(fio::run(&job)?)
+    }
+}
+
+fn print_header(bench: &StoreBench, chunks: u64, huge_pages: &Result<fio::HugePages, String>) {
     println!(
         "chunkd bench store: {} devices of {} MiB in {}, {} chunks of {} KiB, {} cores, {} rounds of {:?} per case",
         bench.devices,
@@ -113,23 +162,39 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         bench.duration
     );
 
-    match &huge_pages {
+    match huge_pages {
         Ok(_) => println!("fio's buffers are on huge pages (--iomem=shmhuge), as chunkd's are"),
         Err(why) => println!(
             "WARNING: fio's buffers are on 4 KiB pages ({why}); chunkd's are on huge pages, which can make the same device several times faster: the ratios below favour chunkd"
         ),
     }
+}
 
-    // Writes: the store is filled in `rounds` parts, each followed by fio's writes.
-    let (store, _) = Store::open(config, &UringEngine)?;
-    let workers = load::Workers::start(&store, bench.cores);
+/// What the writes measured, and what they stored.
+struct Written {
+    cases: Vec<Case>,
+    /// Every chunk stored, with its length.
+    ids: Vec<(ChunkId, u64)>,
+    /// On the group commit and the write amplification.
+    notes: Vec<String>,
+}
+
+/// Writes: the store is filled in `rounds` parts, each followed by fio's writes. Returns the
+/// write cases, every chunk stored, and notes on the group commit and write amplification.
+fn measure_writes(
+    workers: &load::Workers,
+    store: &Store<UringEngine>,
+    bench: &StoreBench,
+    peer: &Peer,
+    chunks: u64,
+) -> Result<Written, BenchError> {
     let mut ids = Vec::new();
     let mut writes = Case::new("writes: 512 KiB PUTs vs fio seq write", Some(0.8));
     let mut flushed_writes = Case::new("  same PUTs vs fio write+fdatasync/160", None);
     for round in 0..bench.rounds as u64 {
         let part = round * chunks / bench.rounds as u64..(round + 1) * chunks / bench.rounds as u64;
         let (new_ids, put) = load::puts_on_cores(
-            &workers,
+            workers,
             part,
             bench.chunk_bytes,
             bench.puts_in_flight_per_core,
@@ -137,12 +202,9 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         ids.extend(new_ids);
         writes.add(
             put.clone(),
-            run_fio(&peer("write", SHARD_EXTENT_BYTES, 64, 0, 1))?,
+            peer.run("write", SHARD_EXTENT_BYTES, 64, 0, 1)?,
         );
-        flushed_writes.add(
-            put,
-            run_fio(&peer("write", SHARD_EXTENT_BYTES, 64, 160, 1))?,
-        );
+        flushed_writes.add(put, peer.run("write", SHARD_EXTENT_BYTES, 64, 160, 1)?);
     }
     let health = store.health();
     let batches = health.commit_batches.max(1) as f64;
@@ -162,42 +224,64 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         1.0 / amplification,
         median(writes.ratios()) * amplification
     );
+    Ok(Written {
+        cases: vec![writes, flushed_writes],
+        ids,
+        notes: vec![group_commit, write_bound],
+    })
+}
 
-    let ids = Arc::new(ids);
-    warm_header_caches(&workers, &ids);
+/// A whole chunk.
+fn whole_chunk(len: u64, _: &mut XorShift) -> Range<u64> {
+    0..len
+}
 
-    let whole = |len: u64, _: &mut XorShift| 0..len;
-    let range_64k = |len: u64, rng: &mut XorShift| {
-        let blocks = (len / 65536).max(1);
-        let start = rng.next() % blocks * 65536;
-        start..(start + 65536).min(len)
-    };
-    let mut cases = vec![writes, flushed_writes];
+/// A random 64 KiB-aligned 64 KiB range (shorter at the chunk's end).
+fn range_64k(len: u64, rng: &mut XorShift) -> Range<u64> {
+    let blocks = (len / 65536).max(1);
+    let start = rng.next() % blocks * 65536;
+    start..(start + 65536).min(len)
+}
+
+/// Chunk reads at QD 1, 8 and 32 and 64 KiB range reads at QD 8 and 32, each round followed
+/// by fio's reads of the same sizes at the same depth.
+fn measure_reads(
+    workers: &load::Workers,
+    bench: &StoreBench,
+    ids: &Arc<Vec<(ChunkId, u64)>>,
+    peer: &Peer,
+) -> Result<Vec<Case>, BenchError> {
+    let mut cases = Vec::new();
     for depth in [1, 8, 32] {
         let mut case = Case::new(&format!("512 KiB chunk reads, QD {depth}"), Some(0.9));
         for _ in 0..bench.rounds {
-            let ours = reads(&workers, bench, &ids, depth, whole);
-            case.add(
-                ours,
-                run_fio(&peer("randread", 128 * 1024, 4 * depth, 0, 4))?,
-            );
+            let ours = reads(workers, bench, ids, depth, whole_chunk);
+            case.add(ours, peer.run("randread", 128 * 1024, 4 * depth, 0, 4)?);
         }
         cases.push(case);
     }
     for depth in [8, 32] {
         let mut case = Case::new(&format!("64 KiB range reads, QD {depth}"), Some(0.9));
         for _ in 0..bench.rounds {
-            let ours = reads(&workers, bench, &ids, depth, range_64k);
-            case.add(ours, run_fio(&peer("randread", 64 * 1024, depth, 0, 1))?);
+            let ours = reads(workers, bench, ids, depth, range_64k);
+            case.add(ours, peer.run("randread", 64 * 1024, depth, 0, 1)?);
         }
         cases.push(case);
     }
+    Ok(cases)
+}
 
-    // Degraded: healthy and one-device-offline reads alternate, so both see the same disk.
+/// Healthy and one-device-offline reads at QD 32, alternating, so both see the same disk.
+fn measure_degraded(
+    workers: &load::Workers,
+    store: &Store<UringEngine>,
+    bench: &StoreBench,
+    ids: &Arc<Vec<(ChunkId, u64)>>,
+) -> Vec<Degraded> {
     let mut degraded = Vec::new();
-    for (label, ranged) in [
-        ("512 KiB chunk reads, QD 32", false),
-        ("64 KiB range reads, QD 32", true),
+    for (label, range_of) in [
+        ("512 KiB chunk reads, QD 32", whole_chunk as RangeOf),
+        ("64 KiB range reads, QD 32", range_64k),
     ] {
         let mut case = Degraded {
             label,
@@ -205,13 +289,7 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
             healthy: Vec::new(),
         };
         for _ in 0..bench.rounds {
-            let measure = || {
-                if ranged {
-                    reads(&workers, bench, &ids, 32, range_64k)
-                } else {
-                    reads(&workers, bench, &ids, 32, whole)
-                }
-            };
+            let measure = || reads(workers, bench, ids, 32, range_of);
             case.healthy.push(measure().bytes_per_second());
             store.set_device_state(0, DeviceState::Offline);
             case.degraded.push(measure().bytes_per_second());
@@ -219,71 +297,19 @@ pub fn run(bench: &StoreBench) -> anyhow::Result<()> {
         }
         degraded.push(case);
     }
-    let rebuilt = store.health().shards_rebuilt;
-    print_report(&cases, &degraded, rebuilt, &[group_commit, write_bound]);
-    Ok(())
+    degraded
 }
 
-fn run_fio(job: &FioJob) -> anyhow::Result<FioResult> {
-    fio::run(job).map_err(anyhow::Error::msg)
-}
-
-/// One comparison, measured in rounds that alternate chunkd and its peer.
-struct Case {
-    label: String,
-    target: Option<f64>,
-    ours: Vec<Measured>,
-    peer: Vec<FioResult>,
-}
-
-impl Case {
-    fn new(label: &str, target: Option<f64>) -> Case {
-        Case {
-            label: label.into(),
-            target,
-            ours: Vec::new(),
-            peer: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, ours: Measured, peer: FioResult) {
-        self.ours.push(ours);
-        self.peer.push(peer);
-    }
-
-    /// Each round's ratio; the report gives their median (drift of the shared disk between
-    /// rounds cancels out within a round) and their spread.
-    fn ratios(&self) -> Vec<f64> {
-        self.ours
-            .iter()
-            .zip(&self.peer)
-            .map(|(o, p)| o.bytes_per_second() / p.bytes_per_second)
-            .collect()
-    }
-}
-
-/// `min-max` of the rounds' ratios: how far one round can be trusted on this machine.
-fn spread(ratios: &[f64]) -> String {
-    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.2}-{max:.2}")
-}
-
-struct Degraded {
-    label: &'static str,
-    degraded: Vec<f64>,
-    healthy: Vec<f64>,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
+/// Which bytes of a chunk of the given length one read asks for.
+type RangeOf = fn(u64, &mut XorShift) -> Range<u64>;
 
 /// Creates the device files and has fio write every byte of them once.
-fn prepare_devices(bench: &StoreBench) -> anyhow::Result<Vec<DeviceSpec>> {
+fn prepare_devices(bench: &StoreBench) -> Result<Vec<DeviceSpec>, BenchError> {
     if bench.dir.exists() {
-        std::fs::remove_dir_all(&bench.dir)?;
+        std::fs::remove_dir_all(&bench.dir).map_err(|cause| BenchError::Remove {
+            path: bench.dir.clone(),
+            cause,
+        })?;
     }
     let specs: Vec<DeviceSpec> = (0..bench.devices)
         .map(|i| DeviceSpec {
@@ -292,7 +318,12 @@ fn prepare_devices(bench: &StoreBench) -> anyhow::Result<Vec<DeviceSpec>> {
         })
         .collect();
     for spec in &specs {
-        UringEngine.open(spec)?;
+        UringEngine
+            .open(spec)
+            .map_err(|cause| BenchError::CreateDevice {
+                path: spec.path.clone(),
+                cause,
+            })?;
     }
     let fill = FioJob {
         files: specs.iter().map(|s| s.path.clone()).collect(),
@@ -306,7 +337,7 @@ fn prepare_devices(bench: &StoreBench) -> anyhow::Result<Vec<DeviceSpec>> {
         batch: 1,
         huge_pages: false,
     };
-    fio::run(&fill).map_err(anyhow::Error::msg)?;
+    fio::run(&fill)?;
     Ok(specs)
 }
 
@@ -338,7 +369,7 @@ fn reads(
     bench: &StoreBench,
     ids: &Arc<Vec<(ChunkId, u64)>>,
     depth: usize,
-    range_of: fn(u64, &mut XorShift) -> std::ops::Range<u64>,
+    range_of: RangeOf,
 ) -> Measured {
     let used_cores = workers.cores().min(depth);
     let (ids, duration) = (ids.clone(), bench.duration);
@@ -351,70 +382,6 @@ fn reads(
         .into_iter()
         .reduce(Measured::merge)
         .expect("at least one core")
-}
-
-fn print_report(cases: &[Case], degraded: &[Degraded], rebuilt: u64, notes: &[String]) {
-    println!();
-    for note in notes {
-        println!("{note}");
-    }
-    println!(
-        "medians over rounds; ratio = median of each round's chunkd / peer; rounds = the lowest and highest round's ratio"
-    );
-    println!(
-        "{:40} {:>11} {:>8} {:>8}   {:>11} {:>8} {:>8}   {:>6} {:>9}  target",
-        "case", "chunkd", "p50 ms", "p99 ms", "fio", "p50 ms", "p99 ms", "ratio", "rounds"
-    );
-    for case in cases {
-        let ratios = case.ratios();
-        let ratio = median(ratios.clone());
-        let ours = |f: &dyn Fn(&Measured) -> f64| median(case.ours.iter().map(f).collect());
-        let peer = |f: &dyn Fn(&FioResult) -> f64| median(case.peer.iter().map(f).collect());
-        let errors: u64 = case.ours.iter().map(|m| m.errors).sum();
-        let verdict = case.target.map_or(String::new(), |t| {
-            format!(">= {t:.2} {}", if ratio >= t { "met" } else { "MISSED" })
-        });
-        println!(
-            "{:40} {} {:8.2} {:8.2}   {} {:8.2} {:8.2}   {:5.2}x {:>9}  {verdict}{}",
-            case.label,
-            gbps(ours(&|m| m.bytes_per_second())),
-            ours(&|m| m.percentile_us(0.5)) / 1000.0,
-            ours(&|m| m.percentile_us(0.99)) / 1000.0,
-            gbps(peer(&|p| p.bytes_per_second)),
-            peer(&|p| p.p50_us) / 1000.0,
-            peer(&|p| p.p99_us) / 1000.0,
-            ratio,
-            spread(&ratios),
-            match case.ours.iter().find_map(|m| m.first_error.as_ref()) {
-                Some(first) => format!("  ({errors} errors, first: {first})"),
-                None => String::new(),
-            },
-        );
-    }
-    println!();
-    println!(
-        "{:40} {:>11} {:>11}   {:>6} {:>9}  target",
-        "one device offline", "degraded", "healthy", "ratio", "rounds"
-    );
-    for case in degraded {
-        let ratios: Vec<f64> = case
-            .degraded
-            .iter()
-            .zip(&case.healthy)
-            .map(|(d, h)| d / h)
-            .collect();
-        let ratio = median(ratios.clone());
-        println!(
-            "{:40} {} {}   {:5.2}x {:>9}  >= 0.80 {}",
-            case.label,
-            gbps(median(case.degraded.clone())),
-            gbps(median(case.healthy.clone())),
-            ratio,
-            spread(&ratios),
-            if ratio >= 0.8 { "met" } else { "MISSED" }
-        );
-    }
-    println!("shards rebuilt while degraded: {rebuilt}");
 }
 
 /// The default bench directory: beside the data directory, never inside it.

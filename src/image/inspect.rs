@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
+use super::error::ImageError;
+use super::manifest::CHUNKS_DIR;
 use super::manifest::{MANIFEST_FILE, Manifest};
-use super::{CHUNKS_DIR, ImageError};
 use crate::chunk::ChunkId;
 use crate::crypto::TAG_LEN_BYTES;
 

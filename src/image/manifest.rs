@@ -17,9 +17,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::ImageError;
+use super::error::ImageError;
 use crate::chunk::ChunkId;
 use crate::crypto::{self, ChunkKey};
+
+/// Folder of a packed image that holds the sealed chunks, one file per distinct id.
+pub const CHUNKS_DIR: &str = "chunks";
 
 /// Name of the manifest file inside a packed image's directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -22,9 +22,6 @@ mod workers;
 
 pub use error::ImageError;
 pub use inspect::{Summary, inspect};
-pub use manifest::{ChunkEntry, Hole, MANIFEST_FILE, Manifest};
+pub use manifest::{CHUNKS_DIR, ChunkEntry, Hole, MANIFEST_FILE, Manifest};
 pub use pack::{PackOptions, pack};
 pub use unpack::unpack;
-
-/// Folder of a packed image that holds the sealed chunks, one file per distinct id.
-pub const CHUNKS_DIR: &str = "chunks";

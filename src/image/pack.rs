@@ -8,15 +8,16 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::error::ImageError;
 use super::error::IoContext;
+use super::manifest::CHUNKS_DIR;
 use super::manifest::{ChunkEntry, Hole, MANIFEST_FILE, Manifest};
-use super::{CHUNKS_DIR, ImageError, workers};
+use super::workers;
 use crate::chunk::{CHUNK_SIZE_BYTES, ChunkId, Chunker, Piece};
 use crate::crypto;
 
@@ -128,11 +129,7 @@ fn store_chunk(
 /// one fsync per chunk file).
 fn sync_file_system(dir: &Path) -> Result<(), ImageError> {
     let handle = File::open(dir).at(dir)?;
-    // SAFETY: syncfs takes any open descriptor; `handle` keeps it open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error()).at(dir);
-    }
-    Ok(())
+    rustix::fs::syncfs(&handle).map_err(io::Error::from).at(dir)
 }
 
 fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), ImageError> {

@@ -10,9 +10,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::error::ImageError;
 use super::error::IoContext;
+use super::manifest::CHUNKS_DIR;
 use super::manifest::{ChunkEntry, MANIFEST_FILE, Manifest};
-use super::{CHUNKS_DIR, ImageError, workers};
+use super::workers;
 use crate::chunk::ChunkId;
 use crate::crypto;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam::channel;
 
-use super::ImageError;
+use super::error::ImageError;
 
 /// Jobs queued per worker: enough that a worker never waits for the reader, few enough to
 /// bound memory (a pack job holds one 512 KiB chunk).

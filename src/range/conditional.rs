@@ -17,7 +17,7 @@
 //! - a malformed `If-Range` ignores the `Range` (the full 200), as RFC 9110 §13.1.5 does
 //!   for any validator that does not match.
 
-use super::{is_ows, trim_ows, trim_ows_start};
+use super::ows::{is_ows, trim_ows, trim_ows_start};
 
 /// One entity tag as received: `"xyzzy"` or `W/"xyzzy"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

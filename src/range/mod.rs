@@ -1,6 +1,6 @@
 //! HTTP byte ranges and conditional requests (RFC 9110 §13, §14), as pure functions.
 //!
-//! **Architecture invariant**: this module does no I/O, holds no state and never panics
+//! **Architecture invariant:** this module does no I/O, holds no state and never panics
 //! on what a client sends. The HTTP layer hands in header *values* as bytes (repeated
 //! header lines already joined with `", "`) and gets back a decision to act on.
 //!
@@ -40,6 +40,7 @@
 //! ```
 
 mod conditional;
+mod ows;
 mod parse;
 mod resolve;
 
@@ -51,25 +52,3 @@ pub use parse::{MAX_RANGES, RangeSpec, parse_range};
 pub use resolve::{
     ByteRange, Resolution, content_range, content_range_unsatisfied, resolve_range, resolve_specs,
 };
-
-/// Optional whitespace (RFC 9110 §5.6.3): only space and horizontal tab. Not CR or LF,
-/// which is why `<[u8]>::trim_ascii` is not used.
-fn is_ows(byte: u8) -> bool {
-    byte == b' ' || byte == b'\t'
-}
-
-/// `bytes` without leading optional whitespace.
-fn trim_ows_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| !is_ows(b))
-        .unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// `bytes` without leading and trailing optional whitespace.
-fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let bytes = trim_ows_start(bytes);
-    let end = bytes.iter().rposition(|&b| !is_ows(b)).map_or(0, |i| i + 1);
-    &bytes[..end]
-}

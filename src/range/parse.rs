@@ -5,7 +5,7 @@
 //! *ignored*, which RFC 9110 §14.2 allows and api.md requires: the client then gets a
 //! 200 with the whole chunk, never an error.
 
-use super::{is_ows, trim_ows};
+use super::ows::{is_ows, trim_ows};
 
 /// The most range-specs one `Range` header may hold; with more, the header is ignored.
 ///
