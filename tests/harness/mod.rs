@@ -11,8 +11,10 @@
 mod bystander;
 mod client;
 mod curl;
+mod exposition;
 mod multipart;
 mod prometheus;
+mod response;
 #[path = "../common/seeded.rs"]
 mod seeded;
 mod server;
@@ -29,9 +31,13 @@ pub use client::*;
 #[allow(unused_imports)]
 pub use curl::{CurlResponse, curl, require_tool};
 #[allow(unused_imports)]
+pub use exposition::metric;
+#[allow(unused_imports)]
 pub use multipart::{Part, check_parts, parse_multipart};
 #[allow(unused_imports)]
-pub use prometheus::{metric, metrics, wait_for_metric};
+pub use prometheus::{metrics, wait_for_metric};
+#[allow(unused_imports)]
+pub use response::Response;
 #[allow(unused_imports)]
 pub use server::*;
 
