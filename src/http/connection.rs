@@ -123,9 +123,13 @@ fn http_builder(config: &ServeConfig) -> auto::Builder<LocalExec> {
     let header_bytes = usize::try_from(config.max_header_bytes)
         .unwrap_or(usize::MAX)
         .max(8192);
+    // hyper's own HTTP/1.1 header timeout (30 s unless set) would also run while a
+    // keep-alive connection sits idle, cutting it before `--idle-timeout`: the watchdog
+    // (`conn`) times headers and idleness apart instead.
     builder
         .http1()
         .timer(TokioTimer::new())
+        .header_read_timeout(None)
         .max_buf_size(header_bytes)
         .max_headers(config.max_headers)
         .keep_alive(true);
