@@ -5,10 +5,13 @@
 //!
 //! Every server is killed when its [`Server`] is dropped, so a failing test leaks no
 //! process; its log is printed when the test panics.
+//!
+//! Only what needs the binary uses this harness (real clients, signals, the command line
+//! and config file, the README): the API, faults and limits are tested in-process on the
+//! simulated engine through `tests/inproc`.
 
 #![allow(dead_code)] // each test file uses a different subset
 
-mod bystander;
 mod client;
 mod curl;
 mod exposition;
@@ -24,8 +27,6 @@ use std::time::Duration;
 use chunkd::chunk::ChunkId;
 
 // Each test file uses a different subset of these.
-#[allow(unused_imports)]
-pub use bystander::Bystander;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
