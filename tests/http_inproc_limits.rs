@@ -340,6 +340,33 @@ fn a_slowloris_client_is_cut_at_the_header_read_timeout() {
 }
 
 #[test]
+fn a_header_read_timeout_over_30_s_is_honoured() {
+    run(async {
+        let node = TestNode::start(&["--header-read-timeout", "45s", "--idle-timeout", "120s"]);
+        let server = node.server();
+        tokio::time::pause();
+        let mut slow = Raw::connect(&server);
+        let started = Instant::now();
+        let mut cut_after = None;
+        // One byte every 10 s; hyper's own 30 s header timeout must not cut it first.
+        for byte in b"GET /healthz HTTP/1.1\r\n" {
+            if slow.send(&[*byte]).await.is_err()
+                || slow.closed_within(Duration::from_secs(10)).await
+            {
+                cut_after = Some(started.elapsed());
+                break;
+            }
+        }
+        let cut_after = cut_after.expect("the slow client was cut");
+        assert!(
+            cut_after >= Duration::from_secs(45)
+                && cut_after < Duration::from_secs(45) + Duration::from_millis(10),
+            "cut after {cut_after:?}; the header read timeout is 45 s"
+        );
+    });
+}
+
+#[test]
 fn a_put_body_that_stalls_gets_408_at_the_idle_timeout_and_stores_nothing() {
     run(async {
         let node = TestNode::start(&["--idle-timeout", "1s"]);
@@ -395,6 +422,21 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
                 && idle < Duration::from_secs(60) + Duration::from_millis(10),
             "closed after {idle:?}"
         );
+    });
+}
+
+#[test]
+fn an_idle_http2_connection_is_closed_at_the_idle_timeout() {
+    run(async {
+        let node = TestNode::start(&["--idle-timeout", "60s"]);
+        let server = node.server();
+        tokio::time::pause();
+        let mut client = Client::connect(&server, Version::Http2).await;
+        assert_eq!(client.get("/healthz", &[]).await.status, 200);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert!(!client.is_closed(), "open before the idle timeout");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(client.is_closed(), "closed after the idle timeout");
     });
 }
 

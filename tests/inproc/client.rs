@@ -148,6 +148,14 @@ impl Client {
         client.request(method, path, headers, body).await
     }
 
+    /// Whether the node has closed this connection.
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
+    }
+
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
         self.request("GET", path, headers, b"").await
     }
