@@ -62,6 +62,8 @@ impl Metrics {
     }
 }
 
+/// Describes every metric chunkd exports. Long, and better whole: it is the list of them
+/// all, one call each, in the order they appear on `/metrics`.
 fn describe() {
     describe_counter!(
         "chunkd_http_requests_total",

@@ -1,9 +1,10 @@
 //! The HTTP API of `shared/design/api.md`, in-process on the simulated engine: every status
 //! the contract names, over HTTP/1.1 and HTTP/2, the headers of 200/206/304, byte ranges
 //! (single, several as `multipart/byteranges`, ignored, unsatisfiable), conditionals,
-//! writes with and without the token, and the readiness routes. The store faults HTTP can
-//! surface (corrupt or lost shards → 503 and never a wrong byte, full → 507) are in
-//! `http_inproc_faults.rs`, bad input and timeouts in `http_inproc_limits.rs`.
+//! writes with and without the token, early answers to HTTP/2 uploads (then RST_STREAM
+//! NO_ERROR), and the readiness routes. The store faults HTTP can surface (corrupt or
+//! lost shards → 503 and never a wrong byte, full → 507) are in `http_inproc_faults.rs`,
+//! bad input and timeouts in `http_inproc_limits.rs`.
 
 mod inproc;
 
@@ -669,5 +670,86 @@ fn metrics_are_served_as_prometheus_text_with_the_store_gauges() {
                 assert!(head.header("content-length").is_some(), "{path}");
             }
         }
+    });
+}
+
+/// Over HTTP/2 (the h2 crate's client, which shows stream resets), starts `method path`
+/// declaring a body of `declared_bytes`, sends `sent` of it and waits for the answer.
+/// Returns the status, the response body, and the reason the node reset the stream with
+/// once it had answered (`None` if it did not within 5 s).
+async fn h2_answer_before_the_body(
+    server: &chunkd::http::CoreServer<chunkd::store::device::sim::SimEngine>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    sent: &[u8],
+    declared_bytes: usize,
+) -> (u16, Vec<u8>, Option<h2::Reason>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    assert!(server.serve(theirs));
+    let (mut client, connection) = h2::client::handshake(ours).await.unwrap();
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://chunkd.test{path}"))
+        .header("content-length", declared_bytes);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (response, mut upload) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    upload
+        .send_data(bytes::Bytes::copy_from_slice(sent), false)
+        .unwrap();
+    let response = response
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: the stream failed: {e}"));
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.expect("the response body arrives whole");
+        let _ = body.flow_control().release_capacity(data.len());
+        bytes.extend_from_slice(&data);
+    }
+    let reset = std::future::poll_fn(|cx| upload.poll_reset(cx));
+    let reset = tokio::time::timeout(std::time::Duration::from_secs(5), reset)
+        .await
+        .ok()
+        .and_then(Result::ok);
+    (status, bytes, reset)
+}
+
+#[test]
+fn h2_uploads_answered_early_get_the_answer_then_rst_stream_no_error() {
+    run(async {
+        let node = TestNode::start(&["--write-token", "T"]);
+        let server = node.server();
+        let bytes = chunk_bytes(12, 300_000);
+        let path = chunk_path(&id_of(&bytes));
+        let token = [("authorization", "Bearer T")];
+        let no_token: &[(&str, &str)] = &[];
+        // (method, path, headers, declared body, expected status)
+        let cases = [
+            ("PUT", path.as_str(), no_token, 300_000, 401),
+            ("PUT", path.as_str(), &token[..], 2 << 20, 413),
+            ("POST", path.as_str(), &token[..], 300_000, 405),
+            ("POST", "/metrics", no_token, 300_000, 405),
+        ];
+        for (method, path, headers, declared, status) in cases {
+            let sent = &bytes[..65_536];
+            let (got, body, reset) =
+                h2_answer_before_the_body(&server, method, path, headers, sent, declared).await;
+            let what = format!("{method} {path} {headers:?}");
+            assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&body));
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(value["error"].is_string(), "{what}: {value}");
+            // The rest of the upload is declined without error (RFC 9113 §8.1).
+            assert_eq!(reset, Some(h2::Reason::NO_ERROR), "{what}");
+        }
+        assert_eq!(node.store().chunk_count(), 0);
     });
 }
