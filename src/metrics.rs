@@ -25,9 +25,26 @@ pub struct Metrics {
     handle: PrometheusHandle,
 }
 
+/// Why the recorder could not be installed (another one is, or the buckets are invalid).
+#[derive(Debug, thiserror::Error)]
+#[error("installing the metrics recorder: {0}")]
+pub struct MetricsError(#[from] metrics_exporter_prometheus::BuildError);
+
+/// What the store's gauges are read from when `/metrics` is scraped.
+#[derive(Clone, Debug)]
+pub struct StoreSnapshot {
+    pub health: Health,
+    pub capacity: Capacity,
+    /// Chunks stored.
+    pub chunks: u64,
+    /// Bytes the in-memory index has allocated.
+    pub index_memory_bytes: u64,
+}
+
 impl Metrics {
-    /// Installs the process-wide recorder and describes every metric.
-    pub fn install() -> anyhow::Result<Metrics> {
+    /// Installs the process-wide recorder and describes every metric. Once per process:
+    /// a second call fails.
+    pub fn install() -> Result<Metrics, MetricsError> {
         let handle = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS_SECONDS)?
             .install_recorder()?;
@@ -36,15 +53,17 @@ impl Metrics {
     }
 
     /// The exposition text, with the store's gauges brought up to date first.
-    pub fn render(&self, store: Option<(&Health, &Capacity, u64, u64)>) -> String {
-        if let Some((health, capacity, chunks, index_bytes)) = store {
-            record_store(health, capacity, chunks, index_bytes);
+    pub fn render(&self, store: Option<&StoreSnapshot>) -> String {
+        if let Some(store) = store {
+            record_store(store);
         }
         self.handle.run_upkeep();
         self.handle.render()
     }
 }
 
+/// Describes every metric chunkd exports. Long, and better whole: it is the list of them
+/// all, one call each, in the order they appear on `/metrics`.
 fn describe() {
     describe_counter!(
         "chunkd_http_requests_total",
@@ -177,11 +196,12 @@ pub fn connection_cut(reason: &'static str) {
     counter!("chunkd_connections_closed_total", "reason" => reason).increment(1);
 }
 
-fn record_store(health: &Health, capacity: &Capacity, chunks: u64, index_bytes: u64) {
-    gauge!("chunkd_store_chunks").set(chunks as f64);
+fn record_store(store: &StoreSnapshot) {
+    let (health, capacity) = (&store.health, &store.capacity);
+    gauge!("chunkd_store_chunks").set(store.chunks as f64);
     gauge!("chunkd_store_capacity_bytes").set(capacity.total_bytes as f64);
     gauge!("chunkd_store_free_bytes").set(capacity.free_bytes as f64);
-    gauge!("chunkd_store_index_memory_bytes").set(index_bytes as f64);
+    gauge!("chunkd_store_index_memory_bytes").set(store.index_memory_bytes as f64);
     counter!("chunkd_store_shards_rebuilt_total").absolute(health.shards_rebuilt);
     counter!("chunkd_store_shards_repaired_total").absolute(health.shards_repaired);
     counter!("chunkd_store_chunks_unreadable_total").absolute(health.chunks_unreadable);

@@ -6,65 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use super::response::Response;
 use super::{READ_LIMIT, chunk_path, id_of};
-
-/// A parsed HTTP/1.1 response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Asserts the status and an `application/json` body `{"error": "<non-empty>"}` with
-    /// a matching Content-Length; returns the message.
-    pub fn assert_error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "status of {self:?}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "an error is JSON: {self:?}"
-        );
-        self.assert_length_matches();
-        let value: serde_json::Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {:?}", self.text()));
-        let object = value.as_object().expect("the error body is an object");
-        assert_eq!(object.len(), 1, "only `error` in {value}");
-        let message = object["error"].as_str().expect("`error` is a string");
-        assert!(!message.is_empty(), "the error message is empty");
-        message.to_owned()
-    }
-
-    /// Asserts Content-Length is present and equals the body's length.
-    pub fn assert_length_matches(&self) {
-        let len: usize = self
-            .header("content-length")
-            .unwrap_or_else(|| panic!("no Content-Length: {self:?}"))
-            .parse()
-            .expect("a numeric Content-Length");
-        assert_eq!(len, self.body.len(), "Content-Length vs body");
-    }
-
-    /// The JSON body.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
-    }
-}
 
 /// One HTTP/1.1 connection.
 pub struct Client {

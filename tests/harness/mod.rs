@@ -5,14 +5,19 @@
 //!
 //! Every server is killed when its [`Server`] is dropped, so a failing test leaks no
 //! process; its log is printed when the test panics.
+//!
+//! Only what needs the binary uses this harness (real clients, signals, the command line
+//! and config file, the README): the API, faults and limits are tested in-process on the
+//! simulated engine through `tests/inproc`.
 
 #![allow(dead_code)] // each test file uses a different subset
 
-mod bystander;
 mod client;
 mod curl;
+mod exposition;
 mod multipart;
 mod prometheus;
+mod response;
 #[path = "../common/seeded.rs"]
 mod seeded;
 mod server;
@@ -23,15 +28,17 @@ use chunkd::chunk::ChunkId;
 
 // Each test file uses a different subset of these.
 #[allow(unused_imports)]
-pub use bystander::Bystander;
-#[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
 pub use curl::{CurlResponse, curl, require_tool};
 #[allow(unused_imports)]
+pub use exposition::metric;
+#[allow(unused_imports)]
 pub use multipart::{Part, check_parts, parse_multipart};
 #[allow(unused_imports)]
-pub use prometheus::{metric, metrics, wait_for_metric};
+pub use prometheus::{metrics, wait_for_metric};
+#[allow(unused_imports)]
+pub use response::Response;
 #[allow(unused_imports)]
 pub use server::*;
 

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use chunkd::store::{DeviceSpec, StoreConfig};
-
 use super::{DEVICES, HEADER_READ_TIMEOUT, START_LIMIT, try_request};
 
 /// A node's data directory: the catalog, five file devices and the server's log. Outlives
@@ -52,20 +50,6 @@ impl DataDir {
 
     pub fn device_path(&self, n: usize) -> PathBuf {
         self.path().join(format!("d{n}"))
-    }
-
-    /// The store configuration the server uses, to open the store in-process while no
-    /// server runs (e.g. to find where a chunk's shards are).
-    pub fn store_config(&self) -> StoreConfig {
-        let mut config = StoreConfig::embedded_default(self.path());
-        config.devices = (0..DEVICES)
-            .map(|n| {
-                format!("{}:{}", self.device_path(n).display(), self.device_size)
-                    .parse::<DeviceSpec>()
-                    .expect("a valid device spec")
-            })
-            .collect();
-        config
     }
 }
 

@@ -1,0 +1,22 @@
+//! Why `chunkd serve` could not start or run: each variant carries what an operator needs
+//! (the address, the store's own error).
+
+use std::net::SocketAddr;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting that cannot be used as given.
+    #[error("{0}")]
+    Config(String),
+    #[error("binding {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("handling signals: {0}")]
+    Signals(std::io::Error),
+}

@@ -1,0 +1,259 @@
+//! `GET` and `HEAD /v1/chunks/{id}`: conditionals (304, 412), ranges (one → 206 with
+//! `Content-Range`, several → `multipart/byteranges`, none satisfiable → 416), and bodies
+//! made of the very buffers the store read into.
+//!
+//! ```text
+//! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here
+//!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
+//! ```
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::body::Body;
+use super::context::CoreContext;
+use super::multipart;
+use super::reply::{Refusal, Reply, error, store_error};
+use crate::chunk::ChunkId;
+use crate::range::{self, ByteRange, Precondition, Resolution};
+use crate::store::{Engine, LocalStore, StoreError};
+
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// Answers a GET (or, with `head`, a HEAD) of chunk `id`.
+pub async fn get<E: Engine>(
+    context: &CoreContext<E>,
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    head: bool,
+    headers: &HeaderMap,
+) -> Reply {
+    let len_bytes = match stored_len(local, id, head) {
+        Ok(len_bytes) => len_bytes,
+        Err(refusal) => return refusal.into(),
+    };
+    let etag = range::chunk_etag(&id.to_string());
+    if let Some(answer) = preconditions(headers, &etag, len_bytes) {
+        return answer.into();
+    }
+    if head {
+        crate::metrics::lookup(true);
+        let mut response = octets(Body::empty(), len_bytes);
+        chunk_headers(&mut response, &etag);
+        return response.into();
+    }
+    let ranges = match wanted_ranges(headers, &etag, len_bytes) {
+        Ok(ranges) => ranges,
+        Err(refusal) => return refusal.into(),
+    };
+    let wanted_bytes = ranges
+        .as_ref()
+        .map_or(len_bytes, |r| r.iter().map(|r| r.len_bytes()).sum());
+    let permit = context.reserve(wanted_bytes).await;
+    let read = match ranges {
+        None => read_whole(local, id, len_bytes).await,
+        Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
+        Some(ranges) => read_many(context, local, id, ranges, len_bytes).await,
+    };
+    answer(read, &etag, permit)
+}
+
+/// The chunk's length, or the 404 (or store failure) that answers instead. HEAD answers
+/// without reading shards, so it confirms the full id in the catalog; GET confirms it in
+/// the shard headers it reads.
+fn stored_len<E: Engine>(local: &LocalStore<E>, id: &ChunkId, head: bool) -> Result<u64, Refusal> {
+    let len = if head {
+        local.lookup(id)
+    } else {
+        Ok(local.indexed_len(id))
+    };
+    match len {
+        Ok(Some(len)) => Ok(len),
+        Ok(None) => {
+            crate::metrics::lookup(false);
+            Err(Box::new(error(StatusCode::NOT_FOUND, "chunk not found")))
+        }
+        Err(failure) => Err(Box::new(store_error(failure))),
+    }
+}
+
+/// The 304 or 412 that `If-None-Match` / `If-Match` call for, if any.
+fn preconditions(headers: &HeaderMap, etag: &str, len_bytes: u64) -> Option<Response<Body>> {
+    match range::check_preconditions(
+        true,
+        joined(headers, header::IF_MATCH).as_deref(),
+        joined(headers, header::IF_NONE_MATCH).as_deref(),
+        etag,
+    ) {
+        Precondition::Proceed => None,
+        Precondition::NotModified => {
+            let mut response = Response::new(Body::empty());
+            set_length(&mut response, len_bytes);
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            chunk_headers(&mut response, etag);
+            Some(response)
+        }
+        Precondition::Failed => Some(error(
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match does not match the chunk's ETag",
+        )),
+    }
+}
+
+/// The ranges to send (`None`: the whole chunk), or the 416 when none is satisfiable.
+fn wanted_ranges(
+    headers: &HeaderMap,
+    etag: &str,
+    len_bytes: u64,
+) -> Result<Option<Vec<ByteRange>>, Refusal> {
+    let honour_range =
+        range::if_range_allows_range(joined(headers, header::IF_RANGE).as_deref(), etag);
+    if !honour_range {
+        return Ok(None);
+    }
+    match range::resolve_range(joined(headers, header::RANGE).as_deref(), len_bytes) {
+        Resolution::Full => Ok(None),
+        Resolution::Partial(ranges) => Ok(Some(ranges)),
+        Resolution::Unsatisfiable => {
+            let mut response = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "no requested range is within the chunk",
+            );
+            let value = range::content_range_unsatisfied(len_bytes);
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("digits"),
+            );
+            Err(Box::new(response))
+        }
+    }
+}
+
+/// The 200 or 206 of a read, holding `permit` until its body is sent; or the failure's.
+fn answer(
+    read: Result<Response<Body>, StoreError>,
+    etag: &str,
+    permit: OwnedSemaphorePermit,
+) -> Reply {
+    match read {
+        Ok(mut response) => {
+            crate::metrics::lookup(true);
+            chunk_headers(&mut response, etag);
+            Reply {
+                response,
+                permit: Some(permit),
+            }
+        }
+        Err(StoreError::NotFound) => {
+            crate::metrics::lookup(false);
+            error(StatusCode::NOT_FOUND, "chunk not found").into()
+        }
+        Err(failure) => store_error(failure).into(),
+    }
+}
+
+/// The value of header `name`, repeated lines joined with ", " (RFC 9110 §5.3).
+fn joined(headers: &HeaderMap, name: HeaderName) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.as_bytes().to_vec();
+    Some(values.fold(first, |mut all, v| {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(v.as_bytes());
+        all
+    }))
+}
+
+/// Headers every 200, 206 and 304 of a chunk carries.
+fn chunk_headers(response: &mut Response<Body>, etag: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(etag).expect("an ETag of hex digits is a valid header"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+}
+
+fn set_length(response: &mut Response<Body>, len_bytes: u64) {
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len_bytes));
+}
+
+/// An `application/octet-stream` response of `body`, declaring `len_bytes` (a HEAD
+/// declares the length a GET's body would have).
+fn octets(body: Body, len_bytes: u64) -> Response<Body> {
+    let mut response = Response::new(body);
+    set_length(&mut response, len_bytes);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+fn segments(segments: Vec<Bytes>) -> Response<Body> {
+    let body = Body::segments(segments);
+    let len_bytes = body.len_bytes();
+    octets(body, len_bytes)
+}
+
+async fn read_whole<E: Engine>(
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    len_bytes: u64,
+) -> Result<Response<Body>, StoreError> {
+    let bytes = local.read(id, 0..len_bytes).await?;
+    Ok(segments(bytes.segments))
+}
+
+async fn read_one<E: Engine>(
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    range: ByteRange,
+    len_bytes: u64,
+) -> Result<Response<Body>, StoreError> {
+    let bytes = local.read(id, range.first()..range.last() + 1).await?;
+    let mut response = segments(bytes.segments);
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let value = range::content_range(range, len_bytes);
+    response.headers_mut().insert(
+        header::CONTENT_RANGE,
+        HeaderValue::from_str(&value).expect("digits"),
+    );
+    Ok(response)
+}
+
+async fn read_many<E: Engine>(
+    context: &CoreContext<E>,
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    ranges: Vec<ByteRange>,
+    len_bytes: u64,
+) -> Result<Response<Body>, StoreError> {
+    let reads = join_all(
+        ranges
+            .iter()
+            .map(|r| local.read(id, r.first()..r.last() + 1)),
+    )
+    .await;
+    let mut parts = Vec::with_capacity(ranges.len());
+    for (range, read) in ranges.into_iter().zip(reads) {
+        parts.push((range, read?.segments));
+    }
+    let boundary = multipart::boundary(context.random());
+    let mut response = segments(multipart::body(parts, len_bytes, &boundary));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let content_type =
+        HeaderValue::from_str(&multipart::content_type(&boundary)).expect("ASCII boundary");
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(response)
+}

@@ -1,0 +1,97 @@
+//! Per-core start-up: each core's SO_REUSEPORT listener and its accept loop, which hands
+//! every accepted socket to the core's [`CoreServer`] until shutdown, then lets open
+//! connections finish within `--shutdown-timeout`. Core 0 also runs the store's repair
+//! task.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::connection::CoreServer;
+use super::context::CoreContext;
+use super::error::ServeError;
+use super::node::Node;
+use crate::store::Engine;
+
+/// Accepted connections waiting in the kernel per listener.
+const LISTEN_BACKLOG: i32 = 1024;
+/// Pause after a failed accept (out of descriptors or similar), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A listening socket with SO_REUSEPORT, so every core can bind its own on one address.
+pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let setup = || -> std::io::Result<Socket> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    };
+    setup()
+        .map(Into::into)
+        .map_err(|source| ServeError::Bind { address, source })
+}
+
+/// Runs core `core`: accepts on `listener` until shutdown, then drains.
+pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(core, %error, "listener unusable");
+            return;
+        }
+    };
+    let server = CoreServer::new(node.clone(), core);
+    if core == 0 {
+        spawn_repairs(server.context());
+    }
+    let mut shutdown = node.watch_shutdown();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    server.serve(stream);
+                }
+                Err(error) => {
+                    tracing::warn!(core, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    drop(listener);
+    if !server.drain(node.config.shutdown_timeout).await {
+        tracing::warn!(
+            core,
+            "connections still open at the shutdown deadline are cut"
+        );
+    }
+}
+
+/// Starts the store's background repair, refill and scrub on this core, once the store
+/// is open. (The store is to own this task itself; until then the node starts it here.)
+fn spawn_repairs<E: Engine>(context: &Rc<CoreContext<E>>) {
+    let context = context.clone();
+    tokio::task::spawn_local(async move {
+        let mut changes = context.node.watch_shutdown();
+        while context.node.store.get().is_none() {
+            if *changes.borrow() || changes.changed().await.is_err() {
+                return;
+            }
+        }
+        if let Some(local) = context.local() {
+            local.run_repairs().await;
+        }
+    });
+}

@@ -1,0 +1,99 @@
+//! Answers as values: a handler's [`Reply`] (a response and the in-flight budget it holds
+//! until sent), plain-text, JSON and `{"error": …}` bodies, the 405 with its `Allow`, and
+//! the status a store failure maps to.
+//!
+//! **Invariant:** a leaf: it names no other file of `http` but `body`, so every handler
+//! can build its answers here without calling back into routing.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::body::Body;
+use crate::store::StoreError;
+
+/// A handler's answer, with what must live until its body has been sent.
+pub struct Reply {
+    pub response: Response<Body>,
+    /// This core's in-flight byte budget held by the request (see `CoreContext::reserve`).
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            permit: None,
+        }
+    }
+}
+
+/// An answer that refuses a request, returned as a `Result`'s error: boxed, as responses
+/// are large and the success values small.
+pub type Refusal = Box<Response<Body>>;
+
+impl From<Refusal> for Reply {
+    fn from(response: Refusal) -> Reply {
+        Reply::from(*response)
+    }
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("JSON values serialise");
+    body.push(b'\n');
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An error answer: `{"error": "…"}` with `status`.
+pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message.to_string() }))
+}
+
+/// 405 with the methods the route allows.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; allowed: {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The status and message for a store failure.
+pub fn store_error(failure: StoreError) -> Response<Body> {
+    let status = match &failure {
+        StoreError::NotFound => StatusCode::NOT_FOUND,
+        StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        StoreError::BadRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        StoreError::PrefixTaken => StatusCode::CONFLICT,
+        StoreError::Unreadable { .. } | StoreError::Unavailable { .. } | StoreError::Io(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        StoreError::Catalog(_) | StoreError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %failure, "store request failed");
+    }
+    error(status, failure)
+}

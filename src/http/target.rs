@@ -1,0 +1,39 @@
+//! The target of a chunk route: the chunk id of the path, parsed strictly, and this core's
+//! store handle; or the answer that refuses the request (400 for a malformed id, 503 with
+//! `Retry-After` while the store recovers).
+
+use std::rc::Rc;
+
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+
+use super::context::CoreContext;
+use super::reply::{Reply, error};
+use crate::chunk::ChunkId;
+use crate::store::{Engine, LocalStore};
+
+/// The chunk id of the path and this core's store, or the answer that refuses the request.
+pub fn target<E: Engine>(
+    context: &CoreContext<E>,
+    id: &str,
+) -> Result<(ChunkId, Rc<LocalStore<E>>), Box<Reply>> {
+    let id = id.parse::<ChunkId>().map_err(|reason| {
+        Box::new(Reply::from(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid chunk id: {reason}"),
+        )))
+    })?;
+    let local = context.local().ok_or_else(|| Box::new(starting()))?;
+    Ok((id, local))
+}
+
+fn starting() -> Reply {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the node is starting: recovering its store",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response.into()
+}
