@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod range;
 pub mod store;
 pub mod units;
+pub mod xorshift;

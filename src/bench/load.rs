@@ -16,6 +16,7 @@ use crate::chunk::ChunkId;
 use crate::cores;
 use crate::store::device::uring::UringEngine;
 use crate::store::{Engine, LocalStore, Store};
+use crate::xorshift::XorShift;
 
 /// Submission queue entries of each benchmark core's ring.
 pub const RING_ENTRIES: u32 = 512;
@@ -58,27 +59,9 @@ impl Measured {
     }
 }
 
-/// A tiny generator so each task picks chunks and offsets independently.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// `len` bytes of pseudo-random content for chunk `n`: fast to make, distinct per `n`.
 pub fn pseudo_random_bytes(n: u64, len: usize) -> Vec<u8> {
-    let mut rng = XorShift((n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    XorShift::new((n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).bytes(len)
 }
 
 /// Keeps `in_flight` requests made by `request` going for `duration`; `request` returns the
@@ -93,7 +76,7 @@ where
     let workers = (0..in_flight).map(|task| {
         let (measured, request) = (measured.clone(), &request);
         async move {
-            let mut rng = XorShift(
+            let mut rng = XorShift::new(
                 0x9e37_79b9_7f4a_7c15 ^ (task as u64 + 1).wrapping_mul(0xff51_afd7_ed55_8ccd),
             );
             while started.elapsed() < duration {
@@ -291,7 +274,7 @@ pub async fn reads<E: Engine>(
     range_of: impl Fn(u64, &mut XorShift) -> Range<u64>,
 ) -> Measured {
     closed_loop(in_flight, duration, |rng| {
-        let (id, len) = ids[rng.next() as usize % ids.len()];
+        let (id, len) = ids[rng.next_u64() as usize % ids.len()];
         let range = range_of(len, rng);
         async move {
             let bytes = local.read(&id, range).await.map_err(|e| e.to_string())?;

@@ -27,13 +27,14 @@ use futures_util::StreamExt as _;
 
 use super::error::BenchError;
 use super::fio::{self, FioJob, FioResult};
-use super::load::{self, Measured, XorShift};
+use super::load::{self, Measured};
 use super::report::{Case, Degraded, median, print_report};
 use crate::chunk::ChunkId;
 use crate::erasure::Scheme;
 use crate::store::device::uring::UringEngine;
 use crate::store::device::{DeviceSpec, Engine as _};
 use crate::store::{DeviceState, Store, StoreConfig};
+use crate::xorshift::XorShift;
 
 /// Settings of `chunkd bench store`.
 #[derive(Clone, Debug)]
@@ -239,7 +240,7 @@ fn whole_chunk(len: u64, _: &mut XorShift) -> Range<u64> {
 /// A random 64 KiB-aligned 64 KiB range (shorter at the chunk's end).
 fn range_64k(len: u64, rng: &mut XorShift) -> Range<u64> {
     let blocks = (len / 65536).max(1);
-    let start = rng.next() % blocks * 65536;
+    let start = rng.next_u64() % blocks * 65536;
     start..(start + 65536).min(len)
 }
 
