@@ -2,9 +2,9 @@
 //! chunk ids, bodies that do not hash to their id, bodies cut off mid-way, bodies over the
 //! limit, connections over the limit; and, on a paused clock, a slowloris client (cut at
 //! exactly the header read timeout), a stalled body (408 at exactly the idle timeout), a
-//! client that stops reading its response, and idle keep-alive connections. Each gets the right 4xx or a disconnect, nothing is
-//! stored, and meanwhile a bystander doing GETs on the same core is served every time
-//! (api.md: "No request can crash the node").
+//! client that stops reading its response, and idle keep-alive connections. Each gets the
+//! right 4xx or a disconnect, nothing is stored, and meanwhile a bystander doing GETs on
+//! the same core is served every time (api.md: "No request can crash the node").
 
 mod inproc;
 
