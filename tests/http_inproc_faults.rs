@@ -1,7 +1,8 @@
 //! The store faults HTTP can surface, in-process on the simulated engine: corrupt shards
 //! and lost or offline devices (503, and never a wrong byte), bit flips on read (every
-//! answer is the chunk's exact bytes or an error), and full devices (507). Other chunks
-//! and sound ranges keep being served.
+//! answer is the chunk's exact bytes or an error), failed or torn shard writes (503,
+//! nothing stored) and full devices (507). Other chunks and sound ranges keep being
+//! served.
 
 mod inproc;
 
@@ -211,5 +212,37 @@ fn a_full_node_answers_507_and_keeps_serving_what_it_has() {
             client.get(&path, &[]).await.assert_error(404);
             client.put(&rejected, &[]).await.assert_error(507);
         }
+    });
+}
+
+#[test]
+fn a_put_whose_shard_writes_fail_answers_503_and_stores_nothing() {
+    run(async {
+        let node = TestNode::start(&[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(30, CHUNK_LEN);
+        let path = chunk_path(&id_of(&bytes));
+        for plan in [
+            FaultPlan {
+                write_eio_ppm: 1_000_000,
+                ..FaultPlan::default()
+            },
+            FaultPlan {
+                torn_write_ppm: 1_000_000,
+                ..FaultPlan::default()
+            },
+        ] {
+            node.engine.set_faults(plan);
+            let message = client.put(&bytes, &[]).await.assert_error(503);
+            assert!(message.contains("EIO"), "{plan:?}: {message}");
+            node.engine.set_faults(FaultPlan::default());
+            client.get(&path, &[]).await.assert_error(404);
+            assert_eq!(node.store().chunk_count(), 0);
+        }
+        // Once the devices write again, the same PUT stores the chunk.
+        assert_eq!(client.put(&bytes, &[]).await.status, 201);
+        let read = client.get(&path, &[]).await;
+        assert!(read.status == 200 && read.body == bytes);
     });
 }

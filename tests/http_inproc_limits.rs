@@ -1,10 +1,10 @@
 //! Bad input, in-process: malformed request lines, oversized and too many headers, invalid
 //! chunk ids, bodies that do not hash to their id, bodies cut off mid-way, bodies over the
 //! limit, connections over the limit; and, on a paused clock, a slowloris client (cut at
-//! exactly the header read timeout), a stalled body (408 at exactly the idle timeout) and
-//! an idle keep-alive connection. Each gets the right 4xx or a disconnect, nothing is
-//! stored, and meanwhile a bystander doing GETs on the same core is served every time
-//! (api.md: "No request can crash the node").
+//! exactly the header read timeout), a stalled body (408 at exactly the idle timeout), a
+//! client that stops reading its response, and idle keep-alive connections. Each gets the
+//! right 4xx or a disconnect, nothing is stored, and meanwhile a bystander doing GETs on
+//! the same core is served every time (api.md: "No request can crash the node").
 
 mod inproc;
 
@@ -421,6 +421,34 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
             idle >= Duration::from_secs(60)
                 && idle < Duration::from_secs(60) + Duration::from_millis(10),
             "closed after {idle:?}"
+        );
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_its_response_is_cut_after_the_idle_timeout_and_grace() {
+    run(async {
+        let node = TestNode::start(&["--idle-timeout", "10s"]);
+        let server = node.server();
+        let bytes = chunk_bytes(45, 1 << 20);
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let path = chunk_path(&client.put_new(&bytes).await);
+        drop(client);
+        tokio::time::pause();
+        // A 1 MiB answer into a 256 KiB duplex that is never read: the node's writes stall.
+        let mut reader = Raw::connect(&server);
+        reader.send_request("GET", &path, &[], b"").await.unwrap();
+        let started = Instant::now();
+        while node.node.open_connections() > 0 {
+            assert!(started.elapsed() < Duration::from_secs(60), "never cut");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The idle timeout, plus the 2 s a request in flight is given (conn.rs).
+        let cut_after = started.elapsed();
+        assert!(
+            cut_after >= Duration::from_secs(12)
+                && cut_after <= Duration::from_secs(12) + Duration::from_millis(200),
+            "cut after {cut_after:?}"
         );
     });
 }
