@@ -71,7 +71,7 @@ type Idle = HashMap<usize, Vec<(NonNull<u8>, bool)>>;
 
 /// Idle buffers of this thread, and the uncarved end of its current region.
 #[derive(Default)]
-struct Pool {
+struct BufferPool {
     idle: Idle,
     /// Bytes of idle general-allocator buffers in `idle`.
     heap_bytes: usize,
@@ -103,10 +103,10 @@ impl Orphans {
 static ORPHANS: Mutex<Option<Orphans>> = Mutex::new(None);
 
 thread_local! {
-    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool::default());
+    static POOL: std::cell::RefCell<BufferPool> = std::cell::RefCell::new(BufferPool::default());
 }
 
-impl Drop for Pool {
+impl Drop for BufferPool {
     fn drop(&mut self) {
         let mut orphans = lock_orphans();
         let orphans = orphans.get_or_insert_with(Orphans::default);
@@ -133,7 +133,7 @@ fn lock_orphans() -> std::sync::MutexGuard<'static, Option<Orphans>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Pool {
+impl BufferPool {
     /// A buffer of exactly `len` bytes (a multiple of 4096) from this thread's idle
     /// buffers, its region, other threads' leftovers or a new region, in that order.
     fn take(&mut self, len: usize) -> Option<(NonNull<u8>, bool)> {

@@ -17,7 +17,10 @@
 //!
 //! Threads: [`Store`] is shared by all cores; each core makes its own [`LocalStore`] with
 //! its own device handles (one io_uring per core) and erasure codec. Reads take no lock but
-//! one index shard's read lock; writes also lock their group's free space briefly.
+//! one index shard's read lock; writes also lock their group's free space briefly. The
+//! commit thread makes writes durable and records them (and devices that failed) in the
+//! catalog; [`Store::start_maintenance`] runs refill, repair and scrub on a thread of the
+//! store's own ([`Maintenance`]), never on a core.
 //!
 //! **Architecture invariants:** a chunk is stored exactly when its catalog record is
 //! committed, and a record is committed only after all its shards are durable on the

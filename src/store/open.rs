@@ -80,23 +80,7 @@ impl<E: Engine> Store<E> {
             ),
         };
         let geometry = superblock.geometry;
-        let devices: Vec<_> = config
-            .devices
-            .iter()
-            .zip(handles)
-            .zip(&states)
-            .map(|((spec, handle), state)| {
-                let counters = DeviceCounters::default();
-                counters.set_state(*state);
-                DeviceSlot {
-                    spec: spec.clone(),
-                    handle,
-                    counters,
-                    dirty: AtomicBool::new(false),
-                    refill_unrecorded: AtomicBool::new(false),
-                }
-            })
-            .collect();
+        let devices = device_slots(&config, handles, &states);
         let started = Instant::now();
         let loaded = load_catalog(&config, &geometry, &catalog)?;
         let recovery = started.elapsed();
@@ -140,6 +124,31 @@ impl<E: Engine> Store<E> {
             },
         ))
     }
+}
+
+/// Each device's slot: its spec, handle and health, starting in `states`.
+fn device_slots<H>(
+    config: &StoreConfig,
+    handles: Vec<H>,
+    states: &[DeviceState],
+) -> Vec<DeviceSlot<H>> {
+    config
+        .devices
+        .iter()
+        .zip(handles)
+        .zip(states)
+        .map(|((spec, handle), state)| {
+            let counters = DeviceCounters::default();
+            counters.set_state(*state);
+            DeviceSlot {
+                spec: spec.clone(),
+                handle,
+                counters,
+                dirty: AtomicBool::new(false),
+                refill_unrecorded: AtomicBool::new(false),
+            }
+        })
+        .collect()
 }
 
 fn setup(message: String) -> StoreError {

@@ -162,26 +162,7 @@ impl<E: Engine> LocalStore<E> {
                 .count()
         };
         let mut causes = vec![format!("shard {lost}: {fault}")];
-        let untried: Vec<usize> = (0..w)
-            .filter(|&s| s != lost && find(gathered, s, &window).is_none())
-            .collect();
-        let mut untried = untried.into_iter();
-        while sound(gathered) < k {
-            let batch: Vec<usize> = untried.by_ref().take(k - sound(gathered)).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let results = submit_together(join_all(
-                batch.iter().map(|&s| stripe.fetch(s, window.clone())),
-            ))
-            .await;
-            for (shard, result) in batch.into_iter().zip(results) {
-                match result {
-                    Ok(sound) => gathered.push((shard, sound)),
-                    Err(fault) => causes.push(format!("shard {shard}: {fault}")),
-                }
-            }
-        }
+        gather_sources(stripe, lost, &window, gathered, &mut causes).await;
         let healthy = sound(gathered);
         if healthy < k {
             shared
@@ -229,6 +210,44 @@ impl<E: Engine> LocalStore<E> {
         }
         gathered.push((lost, output));
         Ok(())
+    }
+}
+
+/// Reads `window` of shards not yet in `gathered` (`lost` aside), as few at a time as
+/// could still make `k` sound ones, until there are `k` or none is left to try; adds the
+/// sound ones to `gathered` and why the others failed to `causes`.
+async fn gather_sources<E: Engine>(
+    stripe: &Stripe<'_, E>,
+    lost: usize,
+    window: &Range<usize>,
+    gathered: &mut Gathered,
+    causes: &mut Vec<String>,
+) {
+    let (k, w) = (stripe.scheme().data_shards(), stripe.width());
+    let sound = |gathered: &Gathered| {
+        (0..w)
+            .filter(|&s| s != lost && find(gathered, s, window).is_some())
+            .count()
+    };
+    let untried: Vec<usize> = (0..w)
+        .filter(|&s| s != lost && find(gathered, s, window).is_none())
+        .collect();
+    let mut untried = untried.into_iter();
+    while sound(gathered) < k {
+        let batch: Vec<usize> = untried.by_ref().take(k - sound(gathered)).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let results = submit_together(join_all(
+            batch.iter().map(|&s| stripe.fetch(s, window.clone())),
+        ))
+        .await;
+        for (shard, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(sound) => gathered.push((shard, sound)),
+                Err(fault) => causes.push(format!("shard {shard}: {fault}")),
+            }
+        }
     }
 }
 

@@ -67,8 +67,8 @@ impl<E: Engine> Shared<E> {
     /// `refill_unrecorded` *before* it goes offline, and the commit thread records every
     /// marked device before it commits a batch. A PUT that skipped the device saw it
     /// offline, so its record reaches the commit thread after the mark and is committed
-    /// after the refill record. The caller on a core wakes the commit thread
-    /// ([`super::commit::Request::RecordRefills`]) when this returns true.
+    /// after the refill record. When this returns true, the caller on a core wakes the
+    /// commit thread with a `RecordRefills` request.
     pub(super) fn device_failed(
         &self,
         device: usize,

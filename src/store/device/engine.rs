@@ -15,7 +15,7 @@ pub trait Engine: Send + Sync + 'static {
     type Handle: DeviceHandle;
 
     /// Opens the device at `spec`, creating and preallocating a missing file of
-    /// `spec.size_bytes` (or [`super::DEFAULT_DEVICE_SIZE_BYTES`]).
+    /// `spec.size_bytes` (or [`DEFAULT_DEVICE_SIZE_BYTES`](super::spec::DEFAULT_DEVICE_SIZE_BYTES)).
     fn open(&self, spec: &DeviceSpec) -> io::Result<Self::Handle>;
 }
 

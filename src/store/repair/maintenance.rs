@@ -25,6 +25,12 @@ pub struct Maintenance {
     thread: Option<JoinHandle<()>>,
 }
 
+// A server keeps the handle beside the store in state all its threads share.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Maintenance>();
+};
+
 impl<E: Engine> Store<E> {
     /// Starts refill, queued repairs and (when configured) the scrub on a thread named
     /// `chunkd-repair`, until the returned handle is dropped. Call once per store: a

@@ -16,13 +16,13 @@ use crate::store::state::lock;
 const QUEUE_CAPACITY: usize = 4096;
 
 /// The repair queue: any core pushes, the repair task pops.
-pub(in crate::store) struct Queue {
+pub(crate) struct Queue {
     sender: mpsc::Sender<ChunkId>,
     receiver: Mutex<Option<mpsc::Receiver<ChunkId>>>,
 }
 
 impl Queue {
-    pub(in crate::store) fn new() -> Queue {
+    pub(crate) fn new() -> Queue {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         Queue {
             sender,
@@ -31,14 +31,14 @@ impl Queue {
     }
 
     /// Queues `id`, or counts it as dropped when the queue is full.
-    pub(in crate::store) fn push(&self, id: ChunkId, counters: &StoreCounters) {
+    pub(crate) fn push(&self, id: ChunkId, counters: &StoreCounters) {
         if self.sender.try_send(id).is_err() {
             counters.repairs_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Chunks waiting now.
-    pub(in crate::store) fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         QUEUE_CAPACITY - self.sender.capacity()
     }
 

@@ -11,7 +11,7 @@ use crate::store::health::{DeviceHealth, DeviceState, Health};
 use crate::store::state::Shared;
 
 /// A snapshot of the store's health.
-pub(in crate::store) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
+pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
     let devices: Vec<DeviceHealth> = shared
         .devices
         .iter()

@@ -16,7 +16,9 @@ use crate::store::handle::LocalStore;
 
 impl<E: Engine> LocalStore<E> {
     /// Runs refill, then queued repairs and (between them, when enabled) a slow scrub of
-    /// every chunk, until the store is closed. Spawn on one core only; a second call
+    /// every chunk, until the store is closed. A server starts it on the store's own
+    /// thread with `Store::start_maintenance`;
+    /// tests may run it on their own runtime. Run it once per store: a second call
     /// returns at once.
     pub async fn run_repairs(&self) {
         let Some(mut queue) = self.store.repairs().take_receiver() else {
