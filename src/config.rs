@@ -69,7 +69,7 @@ pub struct ServeConfig {
     pub devices: Vec<DeviceSpec>,
 
     /// Erasure scheme K+M: K data and M parity shards per chunk (fixed at creation).
-    #[arg(long, env = "CHUNKD_SCHEME", default_value = "4+1", value_parser = parse_scheme)]
+    #[arg(long, env = "CHUNKD_SCHEME", default_value = "4+1")]
     pub scheme: Scheme,
 
     /// Worker threads, one per core, each with its own io_uring and listener.
@@ -220,28 +220,4 @@ pub fn file_arguments(
         }
     }
     Ok(extra)
-}
-
-/// Parses an erasure scheme written `K+M`.
-///
-/// TODO(merge): the store branch adds `impl FromStr for Scheme` with these semantics; then
-/// this becomes `text.parse::<Scheme>().map_err(|e| e.to_string())` (or the flags drop
-/// their `value_parser` and clap uses `FromStr`), keeping these messages.
-pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
-    let (k, m) = text.split_once('+').ok_or("a scheme is K+M, e.g. 4+1")?;
-    let k = k.trim().parse().map_err(|_| "K is a number")?;
-    let m = m.trim().parse().map_err(|_| "M is a number")?;
-    Scheme::new(k, m).map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schemes_parse() {
-        assert_eq!(parse_scheme("4+1"), Ok(Scheme::DEFAULT));
-        assert!(parse_scheme("4").is_err());
-        assert!(parse_scheme("0+1").is_err());
-    }
 }

@@ -130,7 +130,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         devices: usize,
         /// Erasure scheme as K+M.
-        #[arg(long, default_value = "4+1", value_parser = chunkd::config::parse_scheme)]
+        #[arg(long, default_value = "4+1")]
         scheme: chunkd::erasure::Scheme,
     },
 }

@@ -3,6 +3,10 @@
 //!
 //! Request metrics are recorded as they happen (the `metrics` crate's global recorder);
 //! store and device gauges are read from the store when `/metrics` is scraped.
+//!
+//! **Architecture invariant:** records and renders only: no I/O of its own and nothing that
+//! blocks (the exporter runs without its HTTP listener; `http` serves `/metrics`), and the
+//! store's gauges come from the snapshot the caller hands to `render`.
 
 use std::time::Duration;
 

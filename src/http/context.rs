@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::node::Node;
 use crate::store::{Engine, LocalStore};
+use crate::xorshift::XorShift;
 
 /// What one core's handlers share.
 pub struct CoreContext<E: Engine> {
@@ -66,10 +67,8 @@ impl<E: Engine> CoreContext<E> {
 
     /// 64 fresh pseudo-random bits (multipart boundaries; not a secret).
     pub fn random(&self) -> u64 {
-        let mut x = self.random.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let mut stream = XorShift::new(self.random.get());
+        let x = stream.next_u64();
         self.random.set(x);
         x
     }

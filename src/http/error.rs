@@ -17,6 +17,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("starting the store's repair thread: {0}")]
+    Maintenance(std::io::Error),
     #[error("handling signals: {0}")]
     Signals(std::io::Error),
 }

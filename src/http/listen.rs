@@ -4,12 +4,10 @@
 //! task.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::connection::CoreServer;
-use super::context::CoreContext;
 use super::error::ServeError;
 use super::node::Node;
 use crate::store::Engine;
@@ -51,9 +49,6 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
         }
     };
     let server = CoreServer::new(node.clone(), core);
-    if core == 0 {
-        spawn_repairs(server.context());
-    }
     let mut shutdown = node.watch_shutdown();
     loop {
         tokio::select! {
@@ -77,21 +72,4 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
             "connections still open at the shutdown deadline are cut"
         );
     }
-}
-
-/// Starts the store's background repair, refill and scrub on this core, once the store
-/// is open. (The store is to own this task itself; until then the node starts it here.)
-fn spawn_repairs<E: Engine>(context: &Rc<CoreContext<E>>) {
-    let context = context.clone();
-    tokio::task::spawn_local(async move {
-        let mut changes = context.node.watch_shutdown();
-        while context.node.store.get().is_none() {
-            if *changes.borrow() || changes.changed().await.is_err() {
-                return;
-            }
-        }
-        if let Some(local) = context.local() {
-            local.run_repairs().await;
-        }
-    });
 }

@@ -23,7 +23,7 @@ pub struct Node<E: Engine> {
     /// False when the node listens beyond loopback with no token and no explicit opt-in.
     pub open_writes: bool,
     connections: AtomicUsize,
-    /// `true` once shutdown has begun; also poked (unchanged) when the store opens.
+    /// `true` once shutdown has begun.
     shutdown: watch::Sender<bool>,
 }
 
@@ -50,7 +50,6 @@ impl<E: Engine> Node<E> {
     /// Makes the opened store the node's: `/readyz` turns 200 and the chunk routes serve.
     pub fn store_opened(&self, store: Store<E>) {
         let _ = self.store.set(store);
-        self.shutdown.send_modify(|_| {}); // wakes the repair task waiting for the store
     }
 
     /// Stops accepting; open connections finish their requests and close.
@@ -63,7 +62,7 @@ impl<E: Engine> Node<E> {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Watches for shutdown (`true`) and for the store opening (a change to `false`).
+    /// Watches for shutdown (`true`).
     pub fn watch_shutdown(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }

@@ -12,7 +12,7 @@ use super::signals::wait_for_signals;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::store::device::uring::UringEngine;
-use crate::store::{Store, StoreConfig};
+use crate::store::{Maintenance, Store, StoreConfig};
 
 /// Submission-queue entries of each core's ring.
 const RING_ENTRIES: u32 = 1024;
@@ -60,19 +60,23 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
             );
             let _ = cores_done_tx.send(());
         });
+        // The store's background repair runs until the cores have stopped: dropping the
+        // handle then stops it and waits for its thread.
         let opened = open_store(&node, store_config);
         if opened.is_err() {
             node.begin_shutdown();
         }
         let waited = wait_for_signals(&node, cores_done_rx);
         cores.join().expect("the core threads do not panic");
-        opened.and(waited)
+        opened.and(waited) // drops the maintenance handle, which stops the repair thread
     })?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn open_store(node: &Node<UringEngine>, config: StoreConfig) -> Result<(), ServeError> {
+/// Opens the store, starts its background repair (refill, queued repairs, scrub) on the
+/// store's own thread, and hands the store to the cores.
+fn open_store(node: &Node<UringEngine>, config: StoreConfig) -> Result<Maintenance, ServeError> {
     let started = Instant::now();
     let (store, report) = Store::open(config, &UringEngine).inspect_err(|e| {
         tracing::error!(error = %e, "the store could not be opened");
@@ -91,6 +95,7 @@ fn open_store(node: &Node<UringEngine>, config: StoreConfig) -> Result<(), Serve
         open_ms = started.elapsed().as_millis() as u64,
         "store ready"
     );
+    let maintenance = store.start_maintenance().map_err(ServeError::Maintenance)?;
     node.store_opened(store);
-    Ok(())
+    Ok(maintenance)
 }

@@ -366,11 +366,15 @@ impl Crate<'_> {
             }
         };
         let child = self.load(&file, Some(module), Some(&name))?;
-        self.references.push(Reference {
-            module,
-            path: Named::Module(child),
-            text: format!("mod {name}"),
-        });
+        // A `#[cfg(test)]` module in a file of its own is the parent's tests, which use the
+        // parent by nature; declaring it is not a dependency of the parent's code.
+        if !is_cfg_test(&m.attrs) {
+            self.references.push(Reference {
+                module,
+                path: Named::Module(child),
+                text: format!("mod {name}"),
+            });
+        }
         Ok(())
     }
 
@@ -530,6 +534,16 @@ fn dir_of(file: &str) -> String {
 }
 
 /// The value of a `#[path = "…"]` attribute.
+/// Whether the attributes include `#[cfg(test)]`.
+fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        attr.path().is_ident("cfg")
+            && attr
+                .parse_args::<syn::Ident>()
+                .is_ok_and(|ident| ident == "test")
+    })
+}
+
 fn path_attribute(attrs: &[syn::Attribute]) -> Option<String> {
     attrs.iter().find_map(|attr| match &attr.meta {
         syn::Meta::NameValue(nv) if nv.path.is_ident("path") => match &nv.value {
@@ -698,6 +712,20 @@ mod tests {
             graph["b.rs"]["a.rs"],
             BTreeSet::from(["crate::a::A".to_string()])
         );
+    }
+
+    #[test]
+    fn a_test_module_in_a_file_of_its_own_is_not_a_dependency_of_its_parent() {
+        let graph = graph_of(&[
+            ("lib.rs", "mod ring;"),
+            (
+                "ring.rs",
+                "pub struct Ring; #[cfg(test)] #[path = \"ring_tests.rs\"] mod tests;",
+            ),
+            ("ring_tests.rs", "use super::Ring;"),
+        ]);
+        assert!(chains(&graph).is_empty(), "{:?}", chains(&graph));
+        assert!(edges(&graph).contains(&"ring_tests.rs -> ring.rs".to_string()));
     }
 
     #[test]

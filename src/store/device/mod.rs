@@ -17,4 +17,4 @@ pub mod uring;
 
 pub use engine::{Device, DeviceHandle, Engine};
 pub use ring::submit_together;
-pub use spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec, parse_size};
+pub use spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec};

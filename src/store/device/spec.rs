@@ -1,11 +1,13 @@
-//! [`DeviceSpec`]: a device as configured (`PATH[:SIZE]`), and [`parse_size`] for sizes
-//! with binary units.
+//! [`DeviceSpec`]: a device as configured (`PATH[:SIZE]`, the size read by
+//! [`crate::units::parse_size`]).
 //!
 //! **Architecture invariant:** parsing only; no I/O.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use crate::units::parse_size;
 
 /// Size of a new file-backed device when none is given.
 pub const DEFAULT_DEVICE_SIZE_BYTES: u64 = 1 << 30;
@@ -52,29 +54,6 @@ impl fmt::Display for DeviceSpec {
             None => Ok(()),
         }
     }
-}
-
-/// Parses `4096`, `64K`, `512M`, `1G`, `2T` (binary units; `KiB`/`MiB`/… also accepted).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size"))?;
-    let shift = match unit.trim_end_matches("iB").trim_end_matches('B') {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        "T" | "t" => 40,
-        _ => return Err(format!("{text:?}: unknown size unit {unit:?}")),
-    };
-    value
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -129,14 +108,5 @@ mod tests {
                 "{text}"
             );
         }
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("512K"), Ok(512 << 10));
-        assert_eq!(parse_size("2T"), Ok(2 << 40));
-        assert_eq!(parse_size("3GB"), Ok(3 << 30));
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("99999999999999T").is_err());
     }
 }
