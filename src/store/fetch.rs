@@ -101,6 +101,10 @@ impl<E: Engine> Stripe<'_, E> {
 
     /// Reads and verifies `window` of shard `shard`, taking its header from this core's
     /// cache when `source` allows and it is there, from the device otherwise.
+    ///
+    /// Kept whole (~80 lines): the three ways to get the header (cached; read with the data
+    /// in one I/O; read beside it in parallel) each end in the same verification, and
+    /// reading them side by side shows that no path returns bytes unverified.
     pub(super) async fn fetch_with(
         &self,
         shard: usize,

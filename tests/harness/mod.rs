@@ -30,7 +30,7 @@ use chunkd::chunk::ChunkId;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
-pub use curl::{CurlResponse, curl, require_tool};
+pub use curl::{CurlResponse, curl, tool_or_skip};
 #[allow(unused_imports)]
 pub use exposition::metric;
 #[allow(unused_imports)]
