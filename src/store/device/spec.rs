@@ -1,6 +1,12 @@
 //! [`DeviceSpec`]: a device as configured (`PATH[:SIZE]`, the size read by
 //! [`crate::units::parse_size`]).
 //!
+//! The rule for `:`: the text after the last `:` is a size unless it contains a `/`, so a
+//! `:` in a directory name needs nothing (`a:b/dev0`), and a typo in a size is an error
+//! rather than a file name (`dev0:zz`, `dev0:4Q`). A path with `:` in its *file name* is
+//! given with an explicit size after it (`x:zz:1G`; a block device ignores the size, so
+//! `/dev/disk/by-path/pci-0000:00:1f.2:0` names that device).
+//!
 //! **Architecture invariant:** parsing only; no I/O.
 
 use std::fmt;
@@ -27,12 +33,18 @@ impl FromStr for DeviceSpec {
         if text.is_empty() {
             return Err("empty device path".into());
         }
-        // A path may itself contain ':', so only a suffix that parses as a size is one.
+        // A ':' in a directory name is part of the path; after the last one in the file
+        // name comes a size (the module doc gives the rule).
         if let Some((path, size)) = text.rsplit_once(':')
-            && let Ok(size_bytes) = parse_size(size)
+            && !size.contains('/')
         {
+            let size_bytes = parse_size(size).map_err(|e| {
+                format!(
+                    "device {text}: {e} (a path with ':' in its file name takes an explicit size after it, e.g. {text}:1G)"
+                )
+            })?;
             if path.is_empty() {
-                return Err(format!("{text:?}: no path before the size"));
+                return Err(format!("device {text}: no path before the size"));
             }
             return Ok(DeviceSpec {
                 path: path.into(),
@@ -62,7 +74,7 @@ mod tests {
 
     #[test]
     fn specs_parse_paths_and_sizes() {
-        let cases: [(&str, Result<DeviceSpec, ()>); 7] = [
+        let cases: [(&str, Result<DeviceSpec, ()>); 12] = [
             (
                 "/dev/nvme0n1",
                 Ok(DeviceSpec {
@@ -98,6 +110,17 @@ mod tests {
                     size_bytes: None,
                 }),
             ),
+            (
+                "/tmp/x:zz:1G",
+                Ok(DeviceSpec {
+                    path: "/tmp/x:zz".into(),
+                    size_bytes: Some(1 << 30),
+                }),
+            ),
+            ("/tmp/x:zz", Err(())),
+            ("/tmp/x:4Q", Err(())),
+            ("/tmp/x:1G5", Err(())),
+            ("/tmp/x:", Err(())),
             (":1G", Err(())),
             ("", Err(())),
         ];
