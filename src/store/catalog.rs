@@ -25,6 +25,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_SUPERBLOCK: &str = "superblock";
 /// Indexes of the devices not yet refilled (u32 little-endian each).
 const META_REFILLING: &str = "refilling";
+/// The store UUID chosen by a format in progress, recorded before any superblock is
+/// written, so that a restart can tell its own half-written superblocks from another
+/// store's devices.
+const META_FORMAT_UUID: &str = "format-uuid";
 
 /// Where a stored chunk is, as the catalog keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +115,23 @@ impl Catalog {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
             .insert(META_SUPERBLOCK, &superblock.encode()[..SUPERBLOCK_BYTES])?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The store UUID a format chose before writing superblocks (`None` before any format).
+    pub fn format_uuid(&self) -> Result<Option<[u8; 16]>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta
+            .get(META_FORMAT_UUID)?
+            .and_then(|bytes| bytes.value().try_into().ok()))
+    }
+
+    /// Records the store UUID a format is about to write into superblocks.
+    pub fn set_format_uuid(&self, uuid: &[u8; 16]) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(META_FORMAT_UUID, &uuid[..])?;
         txn.commit()?;
         Ok(())
     }

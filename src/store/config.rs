@@ -29,6 +29,9 @@ pub struct StoreConfig {
     /// Verified shard headers each core keeps, so range reads of hot shards skip the
     /// header read (about 200 bytes each for 128 KiB shards).
     pub header_cache_entries: usize,
+    /// Format a device whose superblock names another store (its data is lost) instead of
+    /// refusing to start. Off by default: a typo in a device list must not erase data.
+    pub reformat_foreign_devices: bool,
 }
 
 impl StoreConfig {
@@ -52,6 +55,7 @@ impl StoreConfig {
             scrub_bytes_per_second: 0,
             device_error_limit: 8,
             header_cache_entries: 65_536,
+            reformat_foreign_devices: false,
         }
     }
 }

@@ -122,6 +122,11 @@ pub struct StoreCounters {
     pub commit_catalog_us: AtomicU64,
     /// Device reads and writes submitted and not yet complete, on all cores.
     pub io_in_flight: AtomicI64,
+    /// Scrub progress: chunks checked in all, full passes over the catalog, and chunks
+    /// checked in the pass under way.
+    pub scrub_chunks: AtomicU64,
+    pub scrub_passes: AtomicU64,
+    pub scrub_pass_chunks: AtomicU64,
 }
 
 /// A snapshot for metrics and `/readyz`.
@@ -141,6 +146,11 @@ pub struct Health {
     /// Chunks with a shard on a device that is offline or not yet refilled, plus chunks
     /// queued for repair: chunks one more fault away from being unreadable (for m = 1).
     pub chunks_at_risk: u64,
+    /// Chunks the scrub has checked, its completed passes, and the chunks checked in the
+    /// pass under way (against the chunks stored: its progress).
+    pub scrub_chunks: u64,
+    pub scrub_passes: u64,
+    pub scrub_pass_chunks: u64,
 }
 
 /// One device in a [`Health`] snapshot.

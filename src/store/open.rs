@@ -11,8 +11,14 @@
 //! no superblock in an existing store is a replacement: it is formatted and refilled in the
 //! background. The catalog lists it as refilling from before its superblock is written
 //! until its refill is durable, so a restart resumes an unfinished refill. A device of
-//! another store, or in another position, is refused rather than overwritten.
+//! another store, or in another position, is refused rather than overwritten (unless the
+//! operator asked to reformat foreign devices), and so is a device listed twice.
+//!
+//! A new store's UUID is recorded in the catalog before any superblock is written: a
+//! restart after a crash mid-format adopts superblocks with that UUID, and only those, so a
+//! fresh data directory pointed at another store's devices is refused, not adopted.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +29,7 @@ use super::aligned::AlignedBuf;
 use super::catalog::Catalog;
 use super::commit;
 use super::config::StoreConfig;
-use super::device::{DeviceHandle, Engine};
+use super::device::{DeviceHandle, DeviceSpec, Engine, first_duplicate};
 use super::error::StoreError;
 use super::geometry::{
     DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
@@ -53,9 +59,11 @@ impl<E: Engine> Store<E> {
     /// Opens (or creates) the store described by `config` on `engine`'s devices.
     pub fn open(config: StoreConfig, engine: &E) -> Result<(Store<E>, OpenReport), StoreError> {
         check_config(&config)?;
+        check_distinct_devices(&config.devices)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| setup(format!("creating {}: {e}", config.data_dir.display())))?;
-        let catalog = Catalog::open(&config.data_dir.join("catalog.redb"))?;
+        let catalog_path = config.data_dir.join("catalog.redb");
+        let catalog = Catalog::open(&catalog_path).map_err(|e| catalog_error(&catalog_path, e))?;
         let mut handles = Vec::with_capacity(config.devices.len());
         for spec in &config.devices {
             handles.push(
@@ -173,6 +181,42 @@ fn check_config(config: &StoreConfig) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The catalog's open error, naming its file; a lock held elsewhere is most likely another
+/// node on the same data directory.
+fn catalog_error(path: &Path, error: redb::Error) -> StoreError {
+    match error {
+        redb::Error::DatabaseAlreadyOpen => setup(format!(
+            "the catalog {} is already open: is another chunkd running with this --data-dir?",
+            path.display()
+        )),
+        other => StoreError::Catalog(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Refuses a device listed twice (the same path, or two paths to one file or block
+/// device): the store would put two shards of a chunk, or two devices' data, in one place.
+fn check_distinct_devices(devices: &[DeviceSpec]) -> Result<(), StoreError> {
+    match first_duplicate(devices) {
+        Some((first, second)) => Err(setup(format!(
+            "devices {} and {} are the same device; list each device once",
+            devices[first].path.display(),
+            devices[second].path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The refusal of a device that holds another store's superblock.
+fn foreign_device(spec: &DeviceSpec, uuid: &[u8; 16], data_dir: &Path) -> StoreError {
+    setup(format!(
+        "device {spec} belongs to chunkd store {}, which the catalog in {} does not know \
+         (is another chunkd using it, or is the device list wrong?); refusing to overwrite \
+         it (--reformat-foreign-devices erases it and its data)",
+        hex::encode(uuid),
+        data_dir.display()
+    ))
+}
+
 fn read_superblock<H: DeviceHandle>(handle: &H) -> Result<Option<Superblock>, StoreError> {
     let mut buf = AlignedBuf::zeroed(SUPERBLOCK_BYTES);
     handle
@@ -237,19 +281,21 @@ fn check_devices<H: DeviceHandle>(
                     sb.device_index
                 )));
             }
-            Some(_) => {
-                return Err(setup(format!(
-                    "{spec} belongs to another chunkd store; refusing to overwrite it"
-                )));
+            Some(sb) if !config.reformat_foreign_devices => {
+                return Err(foreign_device(spec, &sb.store_uuid, &config.data_dir));
             }
-            None => {
+            Some(_) | None => {
                 if handle.size_bytes() < needed_bytes {
                     return Err(setup(format!(
                         "replacement device {spec} has {} bytes, needs {needed_bytes}",
                         handle.size_bytes()
                     )));
                 }
-                tracing::warn!(device = %spec, "device has no superblock: formatting it as a replacement");
+                tracing::warn!(
+                    device = %spec,
+                    foreign = found.is_some(),
+                    "device has no superblock of this store: formatting it as a replacement"
+                );
                 // Recorded before the superblock is written: a device with a superblock
                 // is taken as whole unless the catalog says its refill is not done.
                 if !refilling.contains(&(index as u32)) {
@@ -292,20 +338,35 @@ fn format_store<H: DeviceHandle>(
     ));
     let geometry = Geometry::new(&sizes, config.scheme, min_partition).ok_or_else(|| {
         setup(format!(
-            "devices of {sizes:?} bytes are too small to hold one {}-byte chunk",
+            "the devices are too small: the smallest has {} bytes, too few to hold one {}-byte chunk",
+            sizes.iter().min().copied().unwrap_or(0),
             config.max_chunk_bytes
         ))
     })?;
-    // A crash between writing superblocks and the catalog leaves superblocks of one store
-    // and an empty catalog: adopt them. Anything else is someone else's data.
-    let uuid = match adoptable_uuid(found, geometry) {
-        Ok(Some(uuid)) => uuid,
-        Ok(None) => random_uuid()?,
+    // A crash between writing superblocks and the catalog leaves superblocks with the UUID
+    // this catalog recorded for its format: adopt them. Anything else is someone else's data.
+    let pending = catalog.format_uuid()?;
+    let uuid = match adoptable_uuid(found, geometry, pending) {
+        Ok(()) => pending,
+        Err(index) if config.reformat_foreign_devices => {
+            tracing::warn!(device = %config.devices[index], "reformatting a device of another store");
+            None
+        }
         Err(index) => {
-            return Err(setup(format!(
-                "{} already belongs to a chunkd store that this catalog does not know; refusing to overwrite it",
-                config.devices[index]
-            )));
+            let foreign = found[index].map(|sb| sb.store_uuid).unwrap_or_default();
+            return Err(foreign_device(
+                &config.devices[index],
+                &foreign,
+                &config.data_dir,
+            ));
+        }
+    };
+    let uuid = match uuid {
+        Some(uuid) => uuid,
+        None => {
+            let uuid = random_uuid()?;
+            catalog.set_format_uuid(&uuid)?;
+            uuid
         }
     };
     for (index, handle) in handles.iter().enumerate() {
@@ -327,24 +388,23 @@ fn format_store<H: DeviceHandle>(
     Ok(superblock)
 }
 
-/// The UUID all found superblocks agree on (in their right positions and geometry), `None`
-/// when there are none, or the index of a device that does not fit.
+/// Whether every found superblock is one this catalog's interrupted format (`pending`)
+/// wrote, in its right position and geometry; else the index of a device that is not.
 fn adoptable_uuid(
     found: &[Option<Superblock>],
     geometry: Geometry,
-) -> Result<Option<[u8; 16]>, usize> {
-    let mut uuid = None;
+    pending: Option<[u8; 16]>,
+) -> Result<(), usize> {
     for (index, sb) in found.iter().enumerate() {
         let Some(sb) = sb else { continue };
         let fits = sb.geometry == geometry
             && sb.device_index as usize == index
-            && uuid.is_none_or(|u| u == sb.store_uuid);
+            && pending == Some(sb.store_uuid);
         if !fits {
             return Err(index);
         }
-        uuid = Some(sb.store_uuid);
     }
-    Ok(uuid)
+    Ok(())
 }
 
 fn random_uuid() -> Result<[u8; 16], StoreError> {

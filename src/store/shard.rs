@@ -65,6 +65,22 @@ pub struct ShardIdentity {
     pub shard_len_bytes: u32,
 }
 
+impl std::fmt::Display for ShardIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {} of chunk {} ({} bytes, {}+{}, generation {}, {}-byte shard)",
+            self.shard_index,
+            self.id,
+            self.chunk_len_bytes,
+            self.data_shards,
+            self.parity_shards,
+            self.generation,
+            self.shard_len_bytes
+        )
+    }
+}
+
 /// Why a header or a block did not check out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
@@ -72,7 +88,7 @@ pub enum ShardError {
     NotAHeader,
     #[error("shard header checksum mismatch (torn or corrupt header)")]
     HeaderChecksum,
-    #[error("shard header describes another shard: expected {expected:?}, found {found:?}")]
+    #[error("shard header describes another shard: expected {expected}, found {found}")]
     Mismatch {
         expected: Box<ShardIdentity>,
         found: Box<ShardIdentity>,
@@ -226,10 +242,16 @@ mod tests {
             generation: 8,
             ..identity(&data)
         };
-        assert!(matches!(
-            verify_header(&header, &other_generation),
-            Err(ShardError::Mismatch { .. })
-        ));
+        let Err(mismatch) = verify_header(&header, &other_generation) else {
+            panic!("a header of another generation verified");
+        };
+        assert!(matches!(mismatch, ShardError::Mismatch { .. }));
+        // Issue 11, finding 13: the message is for people, not Rust's debug output.
+        let text = mismatch.to_string();
+        assert!(
+            text.contains("generation 8") && !text.contains("ShardIdentity") && !text.contains('{'),
+            "{text}"
+        );
         header[100] ^= 1;
         assert_eq!(decode_header(&header), Err(ShardError::HeaderChecksum));
         assert_eq!(

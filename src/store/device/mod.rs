@@ -10,11 +10,13 @@
 //! `sim` (memory, with seeded faults: what the fault tests run on).
 
 mod engine;
+mod identity;
 mod ring;
 pub mod sim;
 mod spec;
 pub mod uring;
 
 pub use engine::{Device, DeviceHandle, Engine};
+pub use identity::first_duplicate;
 pub use ring::submit_together;
 pub use spec::{DEFAULT_DEVICE_SIZE_BYTES, DeviceSpec};

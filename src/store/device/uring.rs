@@ -48,16 +48,23 @@ impl Engine for UringEngine {
         let context =
             |e: io::Error| io::Error::new(e.kind(), format!("device {}: {e}", path.display()));
         let existing = fs::metadata(path).ok();
+        let block_device = existing
+            .as_ref()
+            .is_some_and(|m| m.file_type().is_block_device());
         if existing.is_none() {
             create_preallocated(path, spec.size_bytes.unwrap_or(DEFAULT_DEVICE_SIZE_BYTES))
                 .map_err(context)?;
         }
+        // O_EXCL on a block device: the kernel refuses it while mounted or held open
+        // exclusively by anyone else (open(2)).
+        let exclusive = if block_device { libc::O_EXCL } else { 0 };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(O_DIRECT)
+            .custom_flags(O_DIRECT | exclusive)
             .open(path)
             .map_err(|e| context(explain_open_error(e)))?;
+        lock_exclusively(&file).map_err(context)?;
         check_direct_io_alignment(&file).map_err(context)?;
         let metadata = file.metadata().map_err(context)?;
         let size_bytes = if metadata.file_type().is_block_device() {
@@ -75,6 +82,20 @@ impl Engine for UringEngine {
             file,
             size_bytes,
         })
+    }
+}
+
+/// Takes an exclusive advisory lock (flock) on the device for as long as it is open, so a
+/// second node, or a second `--device` naming the same file, is refused instead of
+/// writing over this one's shards.
+fn lock_exclusively(file: &File) -> io::Result<()> {
+    match fs_rx::flock(file, fs_rx::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(Errno::WOULDBLOCK) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "in use: another process (another chunkd?) holds it open and locked",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -5,6 +5,7 @@
 //! **Architecture invariant:** reads the catalog in batches of [`SCRUB_BATCH`] and returns
 //! to the repair task between them, so queued repairs never wait behind a whole pass.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::rate::RateLimit;
@@ -35,6 +36,7 @@ impl<E: Engine> LocalStore<E> {
     /// Repairs the next [`SCRUB_BATCH`] chunks of the catalog at the scrub rate.
     pub(super) async fn scrub_step(&self, scrub: &mut ScrubCursor) {
         let mut batch = Vec::with_capacity(SCRUB_BATCH);
+        let mid_pass = scrub.after.is_some();
         match self
             .shared
             .catalog
@@ -47,12 +49,19 @@ impl<E: Engine> LocalStore<E> {
                 return;
             }
         }
+        let counters = &self.shared.counters;
         if batch.is_empty() {
+            if mid_pass {
+                counters.scrub_passes.fetch_add(1, Ordering::Relaxed);
+                counters.scrub_pass_chunks.store(0, Ordering::Relaxed);
+            }
             // A pass is done (or the store is empty): start over after a breath.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         for id in batch {
             self.repair_limited(&id, &mut scrub.limit).await;
+            counters.scrub_chunks.fetch_add(1, Ordering::Relaxed);
+            counters.scrub_pass_chunks.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -46,5 +46,8 @@ pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
         commit_catalog_us: c.commit_catalog_us.load(Ordering::Relaxed),
         io_in_flight: c.io_in_flight.load(Ordering::Relaxed),
         chunks_at_risk: at_risk_in_groups + queue.queued() as u64,
+        scrub_chunks: c.scrub_chunks.load(Ordering::Relaxed),
+        scrub_passes: c.scrub_passes.load(Ordering::Relaxed),
+        scrub_pass_chunks: c.scrub_pass_chunks.load(Ordering::Relaxed),
     }
 }
