@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args};
+use clap::{ArgAction, ArgMatches, Args};
 
 use crate::erasure::Scheme;
 use crate::store::{DeviceSpec, StoreConfig};
@@ -45,6 +46,23 @@ pub enum ConfigError {
         path: PathBuf,
         key: String,
         kind: &'static str,
+    },
+    #[error("{}: setting {key:?} = {value}: {cause}", path.display())]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        value: String,
+        cause: String,
+    },
+    #[error(
+        "{devices} device(s) for {shards} shards a chunk ({scheme}): some chunks would keep two \
+         shards on one device, so losing that device could lose them; configure at least \
+         {shards} devices, or pass --allow-fewer-devices-than-shards"
+    )]
+    TooFewDevices {
+        devices: usize,
+        shards: usize,
+        scheme: Scheme,
     },
 }
 
@@ -77,7 +95,7 @@ pub struct ServeConfig {
     pub cores: usize,
 
     /// Pin each worker thread to its core.
-    #[arg(long, env = "CHUNKD_PIN_CORES")]
+    #[arg(long, env = "CHUNKD_PIN_CORES", value_parser = BoolishValueParser::new())]
     pub pin_cores: bool,
 
     /// Largest chunk a PUT may store.
@@ -88,8 +106,9 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_WRITE_TOKEN", hide_env_values = true)]
     pub write_token: Option<String>,
 
-    /// Accept writes without a token even when listening beyond loopback.
-    #[arg(long, env = "CHUNKD_ALLOW_UNAUTHENTICATED_WRITES")]
+    /// Accept writes without a token even when the listen address (--listen) is not a
+    /// loopback address.
+    #[arg(long, env = "CHUNKD_ALLOW_UNAUTHENTICATED_WRITES", value_parser = BoolishValueParser::new())]
     pub allow_unauthenticated_writes: bool,
 
     /// Most bytes of request line and headers together (HTTP/1.1; HTTP/2 header list).
@@ -124,8 +143,9 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Log one line per request.
-    #[arg(long, env = "CHUNKD_ACCESS_LOG")]
+    /// Log one line per request. (Like every on/off setting here, the environment
+    /// variable takes 1/0, true/false, yes/no or on/off.)
+    #[arg(long, env = "CHUNKD_ACCESS_LOG", value_parser = BoolishValueParser::new())]
     pub access_log: bool,
 
     /// Bytes per second that background repair and refill may use.
@@ -144,6 +164,16 @@ pub struct ServeConfig {
     /// I/O errors in a row after which a device is taken offline.
     #[arg(long, env = "CHUNKD_DEVICE_ERROR_LIMIT", default_value_t = 8)]
     pub device_error_limit: u32,
+
+    /// Format a device whose superblock names another chunkd store, erasing that store's
+    /// data on it, instead of refusing to start.
+    #[arg(long, env = "CHUNKD_REFORMAT_FOREIGN_DEVICES", value_parser = BoolishValueParser::new())]
+    pub reformat_foreign_devices: bool,
+
+    /// Allow fewer devices than shards a chunk (K+M): some chunks then keep two shards on
+    /// one device, and losing that device can lose them.
+    #[arg(long, env = "CHUNKD_ALLOW_FEWER_DEVICES_THAN_SHARDS", value_parser = BoolishValueParser::new())]
+    pub allow_fewer_devices_than_shards: bool,
 }
 
 impl ServeConfig {
@@ -154,6 +184,15 @@ impl ServeConfig {
             store.devices = self.devices.clone();
         }
         store.scheme = self.scheme;
+        let shards = self.scheme.total_shards();
+        if store.devices.len() < shards && !self.allow_fewer_devices_than_shards {
+            return Err(ConfigError::TooFewDevices {
+                devices: store.devices.len(),
+                shards,
+                scheme: self.scheme,
+            });
+        }
+        store.reformat_foreign_devices = self.reformat_foreign_devices;
         store.max_chunk_bytes =
             u32::try_from(self.max_chunk_bytes).map_err(|_| ConfigError::MaxChunkBytesTooLarge)?;
         store.repair_bytes_per_second = self.repair_rate;
@@ -197,18 +236,16 @@ pub fn file_arguments(
         ) {
             continue;
         }
-        let long = arg.get_long().expect("every setting has a long flag");
         let values = match value {
             toml::Value::Array(items) => items,
             single => vec![single],
         };
         for value in values {
-            match value {
-                toml::Value::Boolean(true) => extra.push(format!("--{long}").into()),
-                toml::Value::Boolean(false) => {}
-                toml::Value::String(s) => extra.push(format!("--{long}={s}").into()),
-                toml::Value::Integer(n) => extra.push(format!("--{long}={n}").into()),
-                toml::Value::Float(x) => extra.push(format!("--{long}={x}").into()),
+            let text = match value {
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
                 other => {
                     return Err(ConfigError::WrongType {
                         path: path.to_path_buf(),
@@ -216,8 +253,139 @@ pub fn file_arguments(
                         kind: other.type_str(),
                     });
                 }
+            };
+            if let Some(flag) = file_value(path, &key, command, arg, &text)? {
+                extra.push(flag);
             }
         }
     }
     Ok(extra)
+}
+
+/// The flag for `key = text` from the file, checked here with the setting's own parser so
+/// that an error names the file and key rather than the flag the value would become.
+/// An on/off setting takes what its environment variable takes (true, 1, yes, ...).
+fn file_value(
+    path: &Path,
+    key: &str,
+    command: &clap::Command,
+    arg: &clap::Arg,
+    text: &str,
+) -> Result<Option<OsString>, ConfigError> {
+    let long = arg.get_long().expect("every setting has a long flag");
+    let bad = |cause: clap::Error| ConfigError::BadValue {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+        value: text.to_owned(),
+        cause: std::error::Error::source(&cause)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| cause.kind().to_string()),
+    };
+    if matches!(arg.get_action(), ArgAction::SetTrue) {
+        let on = clap::builder::TypedValueParser::parse_ref(
+            &BoolishValueParser::new(),
+            command,
+            None,
+            std::ffi::OsStr::new(text),
+        )
+        .map_err(bad)?;
+        return Ok(on.then(|| format!("--{long}").into()));
+    }
+    let flag = format!("--{long}={text}");
+    command
+        .clone()
+        .ignore_errors(false)
+        .try_get_matches_from([command.get_name(), flag.as_str()])
+        .map_err(bad)?;
+    Ok(Some(flag.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeConfig,
+    }
+
+    fn parse(args: &[&str]) -> ServeConfig {
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap();
+        Cli::from_arg_matches(&matches).unwrap().serve
+    }
+
+    /// Issue 11, finding 13: `CHUNKD_ACCESS_LOG=1` was refused. An environment variable of
+    /// an on/off setting goes through the setting's value parser, checked here directly.
+    #[test]
+    fn on_off_settings_take_what_clap_boolish_takes() {
+        let command = Cli::command();
+        let flags: Vec<_> = command
+            .get_arguments()
+            .filter(|a| matches!(a.get_action(), ArgAction::SetTrue))
+            .collect();
+        assert!(flags.len() >= 5);
+        for arg in flags {
+            // As a flag taking a value, the setting's parser sees what its environment
+            // variable would give it.
+            let id = arg.get_id().clone();
+            let with_value = command
+                .clone()
+                .mut_arg(&id, |a| a.action(ArgAction::Set).num_args(1));
+            let parse = |text: &str| {
+                with_value.clone().try_get_matches_from([
+                    "serve",
+                    &format!("--{}={text}", arg.get_long().unwrap()),
+                ])
+            };
+            for text in ["1", "0", "yes", "no", "true", "false", "on", "off"] {
+                if let Err(e) = parse(text) {
+                    panic!("{id} = {text}: {e}");
+                }
+            }
+            assert!(parse("maybe").is_err(), "{id}");
+        }
+    }
+
+    /// Issue 11, finding 13: a bad value in the file is reported under its key.
+    #[test]
+    fn file_values_are_checked_under_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunkd.toml");
+        let command = Cli::command();
+        let matches = command.clone().try_get_matches_from(["serve"]).unwrap();
+        std::fs::write(&path, "max-connections = \"many\"\n").unwrap();
+        let error = file_arguments(&path, &command, &matches)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"max-connections\" = many") && !error.contains("--"),
+            "{error}"
+        );
+        std::fs::write(
+            &path,
+            "access-log = \"yes\"\npin-cores = false\nidle-timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let extra = file_arguments(&path, &command, &matches).unwrap();
+        assert_eq!(extra, ["--access-log", "--idle-timeout=5s"]);
+    }
+
+    /// Issue 11, finding 11: fewer devices than shards a chunk is refused unless allowed.
+    #[test]
+    fn fewer_devices_than_shards_is_refused_unless_allowed() {
+        let two = ["--device", "a:1G", "--device", "b:1G"];
+        let error = parse(&two).store().unwrap_err().to_string();
+        assert!(error.contains("2 device(s) for 5 shards"), "{error}");
+        let allowed: Vec<&str> = two
+            .iter()
+            .copied()
+            .chain(["--allow-fewer-devices-than-shards"])
+            .collect();
+        assert_eq!(parse(&allowed).store().unwrap().devices.len(), 2);
+        assert_eq!(parse(&[]).store().unwrap().devices.len(), 5);
+    }
 }

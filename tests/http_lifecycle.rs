@@ -330,3 +330,54 @@ fn io_buffers_ask_for_huge_pages_unless_the_operator_says_otherwise() {
         r#"opt.thp: "default""#
     );
 }
+
+/// Issue 11, finding 12: a second node on an address the first serves refuses to start
+/// (SO_REUSEPORT would have let it bind and take half the connections), naming the address;
+/// the first keeps serving.
+#[test]
+fn a_second_node_on_a_served_address_refuses_to_start() {
+    let first = Server::start(Launch::default());
+    let output = serve_expecting_failure(
+        &DataDir::new("64M"),
+        &Launch::default().listen(&first.addr.to_string()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is already in use", first.addr)),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    let id = put_new(first.addr, b"still the only node here", &[]);
+    assert_eq!(get(first.addr, &chunk_path(&id), &[]).status, 200);
+}
+
+/// Issue 11, finding 13: a bad device size is an error, not part of a file name; a
+/// start-up error of the store is printed once, and nothing on stdout (`listening on`
+/// comes only once start-up can no longer fail).
+#[test]
+fn start_up_errors_are_printed_once_and_never_after_listening() {
+    let data = DataDir::new("64M");
+    let bad_size = data.path().join("x:zz");
+    let output = serve_expecting_failure(
+        &data,
+        &Launch::args(&["--device", bad_size.to_str().unwrap()]),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("x:zz") && stderr.contains("size"),
+        "{stderr}"
+    );
+    assert!(!bad_size.exists());
+
+    let tiny = DataDir::new("64K");
+    let output = serve_expecting_failure(&tiny, &Launch::default());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("too small").count(), 1, "{stderr}");
+}

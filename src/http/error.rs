@@ -10,6 +10,11 @@ pub enum ServeError {
     /// A setting that cannot be used as given.
     #[error("{0}")]
     Config(String),
+    #[error(
+        "{address} is already in use (another chunkd, or another server, listens there); \
+         refusing to share it: stop the other or choose another --listen"
+    )]
+    AddressInUse { address: SocketAddr },
     #[error("binding {address}: {source}")]
     Bind {
         address: SocketAddr,

@@ -17,6 +17,37 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed accept (out of descriptors or similar), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Fails with [`ServeError::AddressInUse`] when something already listens on `address`.
+///
+/// The per-core listeners use SO_REUSEPORT, with which a second chunkd of the same user
+/// would bind the same address silently and take a share of its connections. A socket
+/// *without* SO_REUSEPORT cannot bind a port that any socket listens on, so binding one
+/// and closing it again tells whether the address is free. (SO_REUSEADDR is set, as on
+/// the listeners, so connections of a previous run in TIME_WAIT do not count.) Port 0 asks
+/// for a free port and needs no probe.
+pub fn ensure_address_free(address: SocketAddr) -> Result<(), ServeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if address.port() == 0 {
+        return Ok(());
+    }
+    let probe = || -> std::io::Result<()> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())
+    };
+    match probe() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(ServeError::AddressInUse { address })
+        }
+        Err(source) => Err(ServeError::Bind { address, source }),
+    }
+}
+
 /// A listening socket with SO_REUSEPORT, so every core can bind its own on one address.
 pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
     use socket2::{Domain, Protocol, Socket, Type};

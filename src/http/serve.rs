@@ -1,12 +1,13 @@
-//! `chunkd serve`: binds one listener per core, starts the cores (answering `/healthz`,
-//! and `/readyz` with 503, at once), opens the store on io_uring, turns ready, and waits
-//! for the signals that stop it.
+//! `chunkd serve`: refuses an address something else listens on, binds one listener per
+//! core, starts the cores (answering `/healthz`, and `/readyz` with 503, at once), opens
+//! the store on io_uring, prints `listening on http://ADDR` (the one line on stdout, only
+//! once the store is open), turns ready, and waits for the signals that stop it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::error::ServeError;
-use super::listen::{bind, run_core};
+use super::listen::{bind, ensure_address_free, run_core};
 use super::node::Node;
 use super::signals::wait_for_signals;
 use crate::config::ServeConfig;
@@ -25,6 +26,7 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
     if config.cores == 0 {
         return Err(ServeError::Config("--cores must be at least 1".into()));
     }
+    ensure_address_free(config.listen)?;
     // The first bind settles the port (port 0 picks a free one); the others share it.
     let first = bind(config.listen)?;
     let address = first.local_addr().map_err(|source| ServeError::Bind {
@@ -37,9 +39,7 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
     }
     let listeners = Mutex::new(listeners);
     let node = Arc::new(Node::<UringEngine>::new(config, metrics));
-    tracing::info!(listen = %address, cores = node.config.cores, "listening; recovering the store");
-    // One stable line on stdout for scripts and tests that asked for port 0.
-    println!("listening on http://{address}");
+    tracing::info!(listen = %address, cores = node.config.cores, "bound; opening the store");
 
     let (cores_done_tx, cores_done_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::scope(|scope| {
@@ -63,8 +63,12 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
         // The store's background repair runs until the cores have stopped: dropping the
         // handle then stops it and waits for its thread.
         let opened = open_store(&node, store_config);
-        if opened.is_err() {
-            node.begin_shutdown();
+        match &opened {
+            // One stable line on stdout for scripts and tests that asked for port 0,
+            // printed once start-up can no longer fail.
+            Ok(_) => println!("listening on http://{address}"),
+            // main prints the error, once.
+            Err(_) => node.begin_shutdown(),
         }
         let waited = wait_for_signals(&node, cores_done_rx);
         cores.join().expect("the core threads do not panic");
@@ -78,9 +82,7 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
 /// store's own thread, and hands the store to the cores.
 fn open_store(node: &Node<UringEngine>, config: StoreConfig) -> Result<Maintenance, ServeError> {
     let started = Instant::now();
-    let (store, report) = Store::open(config, &UringEngine).inspect_err(|e| {
-        tracing::error!(error = %e, "the store could not be opened");
-    })?;
+    let (store, report) = Store::open(config, &UringEngine)?;
     let capacity = store.capacity();
     let geometry = store.geometry();
     tracing::info!(
