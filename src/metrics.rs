@@ -2,11 +2,15 @@
 //! text and labels, and recorded through the functions below, so names cannot drift apart.
 //!
 //! Request metrics are recorded as they happen (the `metrics` crate's global recorder);
-//! store and device gauges are read from the store when `/metrics` is scraped.
+//! store and device gauges are read from the store, and process metrics (`process_*`:
+//! memory, open files, CPU, from the `metrics-process` crate) from the system, when
+//! `/metrics` is scraped. Every series with a known set of labels is registered at zero
+//! when the recorder is installed, so a dashboard or alert sees it before its first event.
 //!
-//! **Architecture invariant:** records and renders only: no I/O of its own and nothing that
-//! blocks (the exporter runs without its HTTP listener; `http` serves `/metrics`), and the
-//! store's gauges come from the snapshot the caller hands to `render`.
+//! **Architecture invariant:** records and renders only: no I/O of its own beyond the
+//! process statistics read at a scrape, nothing that blocks (the exporter runs without its
+//! HTTP listener; `http` serves `/metrics`), and the store's gauges come from the snapshot
+//! the caller hands to `render`.
 
 use std::time::Duration;
 
@@ -27,7 +31,37 @@ const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
 #[derive(Clone)]
 pub struct Metrics {
     handle: PrometheusHandle,
+    process: std::sync::Arc<metrics_process::Collector>,
 }
+
+/// A method and the statuses a route answers it with in ordinary use.
+type MethodStatuses = (&'static str, &'static [u16]);
+
+/// Each route with the methods it answers, and the statuses it answers in ordinary use:
+/// the series registered at zero when the recorder is installed. (Other statuses, and
+/// requests to unknown routes, appear when they first happen.)
+const KNOWN_REQUESTS: &[(&str, &[MethodStatuses])] = &[
+    (
+        "chunk",
+        &[
+            ("GET", &[200, 206, 304, 404, 416, 503]),
+            ("HEAD", &[200, 304, 404]),
+            ("PUT", &[200, 201, 400, 401, 413, 507]),
+            ("DELETE", &[204, 401, 404]),
+        ],
+    ),
+    ("chunk_meta", &[("GET", &[200, 404])]),
+    ("metrics", &[("GET", &[200])]),
+    ("healthz", &[("GET", &[200])]),
+    ("readyz", &[("GET", &[200, 503])]),
+];
+
+/// Reasons the node closes a connection itself (`connection_cut`).
+const CUT_REASONS: [&str; 3] = ["header_timeout", "idle_timeout", "over_connection_limit"];
+
+/// Methods kept as a label; any other is counted as `other`, so a client cannot create
+/// series at will.
+const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS", "PATCH"];
 
 /// Why the recorder could not be installed (another one is, or the buckets are invalid).
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +87,13 @@ impl Metrics {
             .set_buckets(&LATENCY_BUCKETS_SECONDS)?
             .install_recorder()?;
         describe();
-        Ok(Metrics { handle })
+        register_known_series();
+        let process = metrics_process::Collector::default();
+        process.describe();
+        Ok(Metrics {
+            handle,
+            process: std::sync::Arc::new(process),
+        })
     }
 
     /// The exposition text, with the store's gauges brought up to date first.
@@ -61,6 +101,7 @@ impl Metrics {
         if let Some(store) = store {
             record_store(store);
         }
+        self.process.collect();
         self.handle.run_upkeep();
         self.handle.render()
     }
@@ -69,6 +110,10 @@ impl Metrics {
 /// Describes every metric chunkd exports. Long, and better whole: it is the list of them
 /// all, one call each, in the order they appear on `/metrics`.
 fn describe() {
+    describe_gauge!(
+        "chunkd_build_info",
+        "Always 1; the version label says which chunkd this is."
+    );
     describe_counter!(
         "chunkd_http_requests_total",
         "HTTP requests answered, by route, method and status."
@@ -76,7 +121,7 @@ fn describe() {
     describe_histogram!(
         "chunkd_http_request_duration_seconds",
         Unit::Seconds,
-        "Time from a request's arrival to its last byte handed to the socket, by route."
+        "Time from a request's arrival to its last byte handed to the socket, by route and method."
     );
     describe_counter!(
         "chunkd_http_received_bytes_total",
@@ -136,6 +181,18 @@ fn describe() {
         "Chunks with a shard missing or on a device not online."
     );
     describe_counter!(
+        "chunkd_store_scrub_chunks_total",
+        "Chunks the background scrub has checked (every shard read and verified)."
+    );
+    describe_counter!(
+        "chunkd_store_scrub_passes_total",
+        "Full passes of the scrub over every stored chunk."
+    );
+    describe_gauge!(
+        "chunkd_store_scrub_pass_chunks",
+        "Chunks checked in the scrub pass under way (against chunkd_store_chunks: its progress)."
+    );
+    describe_counter!(
         "chunkd_store_commit_batches_total",
         "Group commits of the catalog."
     );
@@ -166,11 +223,50 @@ pub fn request(
     sent_bytes: u64,
 ) {
     let status = status.to_string();
-    counter!("chunkd_http_requests_total", "route" => route, "method" => method.to_owned(), "status" => status)
+    let method = method_label(method);
+    counter!("chunkd_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
-    histogram!("chunkd_http_request_duration_seconds", "route" => route)
+    histogram!("chunkd_http_request_duration_seconds", "route" => route, "method" => method)
         .record(duration.as_secs_f64());
     counter!("chunkd_http_sent_bytes_total").increment(sent_bytes);
+}
+
+/// The label for `method`: itself when it is a standard one, else `other`.
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
+/// Registers, at zero, every series whose labels are known in advance, and sets
+/// `chunkd_build_info`.
+fn register_known_series() {
+    gauge!("chunkd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for (route, methods) in KNOWN_REQUESTS {
+        for (method, statuses) in *methods {
+            // Registering is what makes the series appear; nothing is recorded.
+            let _ = histogram!("chunkd_http_request_duration_seconds", "route" => *route, "method" => *method);
+            for status in *statuses {
+                counter!("chunkd_http_requests_total", "route" => *route, "method" => *method, "status" => status.to_string())
+                    .absolute(0);
+            }
+        }
+    }
+    for result in ["hit", "miss"] {
+        counter!("chunkd_store_lookups_total", "result" => result).absolute(0);
+    }
+    for reason in CUT_REASONS {
+        counter!("chunkd_connections_closed_total", "reason" => reason).absolute(0);
+    }
+    for name in [
+        "chunkd_connections_total",
+        "chunkd_http_received_bytes_total",
+        "chunkd_http_sent_bytes_total",
+    ] {
+        counter!(name).absolute(0);
+    }
+    gauge!("chunkd_connections_open").set(0.0);
 }
 
 /// Records request body bytes received.
@@ -212,6 +308,9 @@ fn record_store(store: &StoreSnapshot) {
     counter!("chunkd_store_repairs_dropped_total").absolute(health.repairs_dropped);
     gauge!("chunkd_store_repairs_queued").set(health.repairs_queued as f64);
     gauge!("chunkd_store_chunks_at_risk").set(health.chunks_at_risk as f64);
+    counter!("chunkd_store_scrub_chunks_total").absolute(health.scrub_chunks);
+    counter!("chunkd_store_scrub_passes_total").absolute(health.scrub_passes);
+    gauge!("chunkd_store_scrub_pass_chunks").set(health.scrub_pass_chunks as f64);
     counter!("chunkd_store_commit_batches_total").absolute(health.commit_batches);
     counter!("chunkd_store_commit_requests_total").absolute(health.commit_requests);
     gauge!("chunkd_store_io_in_flight").set(health.io_in_flight as f64);
