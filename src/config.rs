@@ -170,6 +170,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_REFORMAT_FOREIGN_DEVICES", value_parser = BoolishValueParser::new())]
     pub reformat_foreign_devices: bool,
 
+    /// How long to wait for a device another process holds before refusing it as in use
+    /// (a node that just exited releases its devices a moment after it is gone).
+    #[arg(long, env = "CHUNKD_DEVICE_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub device_lock_wait: Duration,
+
     /// Allow fewer devices than shards a chunk (K+M): some chunks then keep two shards on
     /// one device, and losing that device can lose them.
     #[arg(long, env = "CHUNKD_ALLOW_FEWER_DEVICES_THAN_SHARDS", value_parser = BoolishValueParser::new())]
@@ -193,6 +198,7 @@ impl ServeConfig {
             });
         }
         store.reformat_foreign_devices = self.reformat_foreign_devices;
+        store.device_lock_wait = self.device_lock_wait;
         store.max_chunk_bytes =
             u32::try_from(self.max_chunk_bytes).map_err(|_| ConfigError::MaxChunkBytesTooLarge)?;
         store.repair_bytes_per_second = self.repair_rate;

@@ -65,6 +65,7 @@ fn a_second_store_on_the_same_devices_is_refused() {
     let first = config(first_dir.path(), 64, Scheme::DEFAULT);
     let mut second = first.clone();
     second.data_dir = second_dir.path().to_path_buf();
+    second.device_lock_wait = std::time::Duration::ZERO;
     let (store, _) = Store::open(first.clone(), &UringEngine).unwrap();
     let locked = open_error(second.clone(), &UringEngine);
     assert!(locked.contains("in use"), "{locked}");

@@ -4,12 +4,19 @@
 //! **Architecture invariant:** plain data; no I/O.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::device::DeviceSpec;
 use crate::erasure::Scheme;
 
 /// Largest chunk accepted by default: 1 MiB, twice the 512 KiB image chunk.
 pub const DEFAULT_MAX_CHUNK_BYTES: u32 = 1 << 20;
+
+/// Default of [`StoreConfig::device_lock_wait`]: 5 s, ample for the kernel to finish
+/// closing a killed node's rings (milliseconds here), short enough that a second node on
+/// the same devices is told so at once. Like systemd's `RestartSec` default (100 ms) plus
+/// margin; nginx has no counterpart.
+pub const DEFAULT_DEVICE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// What the store is made of and how it behaves.
 #[derive(Clone, Debug)]
@@ -32,6 +39,10 @@ pub struct StoreConfig {
     /// Format a device whose superblock names another store (its data is lost) instead of
     /// refusing to start. Off by default: a typo in a device list must not erase data.
     pub reformat_foreign_devices: bool,
+    /// How long to wait for a device another process holds (locked, or open exclusively)
+    /// before refusing it as in use. A node that just exited holds its devices for a moment
+    /// longer: the kernel closes the files of its io_uring rings after the process is gone.
+    pub device_lock_wait: Duration,
 }
 
 impl StoreConfig {
@@ -56,6 +67,7 @@ impl StoreConfig {
             device_error_limit: 8,
             header_cache_entries: 65_536,
             reformat_foreign_devices: false,
+            device_lock_wait: DEFAULT_DEVICE_LOCK_WAIT,
         }
     }
 }

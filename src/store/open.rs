@@ -66,11 +66,7 @@ impl<E: Engine> Store<E> {
         let catalog = Catalog::open(&catalog_path).map_err(|e| catalog_error(&catalog_path, e))?;
         let mut handles = Vec::with_capacity(config.devices.len());
         for spec in &config.devices {
-            handles.push(
-                engine
-                    .open(spec)
-                    .map_err(|e| setup(format!("opening device {spec}: {e}")))?,
-            );
+            handles.push(open_device(engine, spec, config.device_lock_wait)?);
         }
         let found: Vec<Option<Superblock>> = handles
             .iter()
@@ -179,6 +175,26 @@ fn check_config(config: &StoreConfig) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Opens `spec`, waiting up to `wait` while another process holds it (see
+/// [`StoreConfig::device_lock_wait`]).
+fn open_device<E: Engine>(
+    engine: &E,
+    spec: &DeviceSpec,
+    wait: Duration,
+) -> Result<E::Handle, StoreError> {
+    /// Pause between attempts.
+    const RETRY: Duration = Duration::from_millis(20);
+    let started = Instant::now();
+    loop {
+        match engine.open(spec) {
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy && started.elapsed() < wait => {
+                std::thread::sleep(RETRY);
+            }
+            opened => return opened.map_err(|e| setup(format!("opening device {spec}: {e}"))),
+        }
+    }
 }
 
 /// The catalog's open error, naming its file; a lock held elsewhere is most likely another
