@@ -13,7 +13,7 @@
 //! until its refill is durable, so a restart resumes an unfinished refill. A device of
 //! another store, or in another position, is refused rather than overwritten.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,13 +140,7 @@ fn device_slots<H>(
         .map(|((spec, handle), state)| {
             let counters = DeviceCounters::default();
             counters.set_state(*state);
-            DeviceSlot {
-                spec: spec.clone(),
-                handle,
-                counters,
-                dirty: AtomicBool::new(false),
-                refill_unrecorded: AtomicBool::new(false),
-            }
+            DeviceSlot::new(spec.clone(), handle, counters)
         })
         .collect()
 }
