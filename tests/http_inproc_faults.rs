@@ -316,3 +316,38 @@ fn readyz_answers_503_with_a_json_reason_when_fewer_than_k_devices_are_usable() 
         assert_eq!(client.get("/readyz", &[]).await.status, 200);
     });
 }
+
+#[test]
+fn a_chunk_found_lost_answers_404_is_counted_and_a_put_stores_it_again() {
+    run(async {
+        let node = TestNode::start(&[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(40, CHUNK_LEN);
+        let id = client.put_new(&bytes).await;
+        for shard in 0..2 {
+            node.corrupt_shard(&id, shard, 1000);
+        }
+        let path = chunk_path(&id);
+        client.get(&path, &[]).await.assert_error(503);
+        // The repair (the node's repair thread, run here by hand) finds it lost.
+        let local = node.store().local().unwrap();
+        local.repair(&id.parse().unwrap()).await.unwrap();
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            client.get(&path, &[]).await.assert_error(404);
+            client
+                .get(&format!("{path}/meta"), &[])
+                .await
+                .assert_error(404);
+        }
+        let metrics = client.get("/metrics", &[]).await.text();
+        assert!(
+            metrics.lines().any(|l| l == "chunkd_chunks_lost_total 1"),
+            "{metrics}"
+        );
+        assert_eq!(client.put(&bytes, &[]).await.status, 201);
+        let back = client.get(&path, &[]).await;
+        assert!(back.status == 200 && back.body == bytes);
+    });
+}

@@ -71,7 +71,7 @@ fn one_bad_block_read_eight_times_at_once_is_one_fault_and_one_repair() {
 
         // A little latency, so the eight reads are in flight together, as on a device.
         engine.set_faults(FaultPlan {
-            latency: Some(Duration::from_millis(1)),
+            latency: Some(Duration::from_millis(5)),
             ..FaultPlan::default()
         });
         let reads = join_all((0..8).map(|_| local.read(&id, 0..MIB as u64))).await;
@@ -341,5 +341,63 @@ fn quarantined_space_is_reported_apart_and_a_refused_put_says_when_it_returns() 
         let message = error.to_string();
         assert!(message.contains("quarantined"), "{message}");
         assert!(message.contains("usable again in"), "{message}");
+    });
+}
+
+/// The double fault: one device replaced (zeroed while closed) and shards of some
+/// chunks corrupt on another. The refill finds those chunks lost and drops them; reads of
+/// them then answer 404 and never touch a device, so they cannot take the freshly refilled
+/// device offline again (before, they counted a checksum error each on it).
+#[test]
+fn reads_of_lost_chunks_do_not_take_a_refilled_device_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(67);
+    let mut cfg = repair_config(dir.path(), Scheme::DEFAULT);
+    cfg.device_error_limit = 2;
+    let damaged = [2u64, 5, 11, 17, 23, 29];
+    let replaced = 0;
+    let ids = {
+        let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
+        let ids = run(async { put_mib(&store.local().unwrap(), 0..32).await });
+        for &n in &damaged {
+            let shards = store.shard_locations(&ids[n as usize]).unwrap().unwrap();
+            let other = shards.iter().find(|s| s.device != replaced).unwrap();
+            engine
+                .device(&cfg.devices[other.device].path)
+                .corrupt(other.data_offset_bytes() + 100, 3);
+        }
+        ids
+    };
+    engine.device(&cfg.devices[replaced].path).zero();
+    let (store, report) = Store::open(cfg.clone(), &engine).unwrap();
+    assert_eq!(report.refilling.len(), 1);
+    run(async {
+        let local = store.local().unwrap();
+        spawn_repairs(&store);
+        wait_for("the refill", LIMIT, || {
+            store.health().devices[replaced].state == DeviceState::Online
+        })
+        .await;
+        assert_eq!(store.health().chunks_lost, damaged.len() as u64);
+        for _ in 0..3 {
+            for (n, id) in ids.iter().enumerate() {
+                let read = local.read(id, 0..MIB as u64).await;
+                if damaged.contains(&(n as u64)) {
+                    assert!(matches!(read, Err(StoreError::NotFound)), "chunk {n}");
+                } else {
+                    assert!(read.unwrap().to_vec() == mib_chunk(n as u64).1, "chunk {n}");
+                }
+            }
+        }
+        let health = store.health();
+        assert!(
+            health
+                .devices
+                .iter()
+                .all(|d| d.state == DeviceState::Online),
+            "{:?}",
+            health.devices
+        );
+        assert_eq!(health.chunks_at_risk, 0);
     });
 }
