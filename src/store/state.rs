@@ -35,6 +35,8 @@ pub(super) struct DeviceSlot<H> {
     /// since: a second failure of one of them is the same fault seen again, not more
     /// evidence against the device. At most [`BAD_EXTENTS_MAX`].
     pub(super) bad_extents: Mutex<HashSet<u64>>,
+    /// Whether `bad_extents` may hold any: lets every successful write skip its lock.
+    pub(super) any_bad_extents: AtomicBool,
 }
 
 /// Most known-bad extents remembered per device. Beyond it every failure counts, which
@@ -52,15 +54,25 @@ impl<H> DeviceSlot<H> {
             refill_unrecorded: AtomicBool::new(false),
             probe: AtomicBool::new(false),
             bad_extents: Mutex::new(HashSet::new()),
+            any_bad_extents: AtomicBool::new(false),
         }
     }
 
     /// Notes that the extent at `extent` was written whole: a later failure there is news.
     pub(super) fn extent_rewritten(&self, extent: u64) {
-        let mut bad = lock(&self.bad_extents);
-        if !bad.is_empty() {
-            bad.remove(&extent);
+        if !self.any_bad_extents.load(Ordering::Acquire) {
+            return;
         }
+        let mut bad = lock(&self.bad_extents);
+        bad.remove(&extent);
+        self.any_bad_extents.store(!bad.is_empty(), Ordering::Release);
+    }
+
+    /// Forgets every known-bad extent (the device is being refilled as a whole).
+    pub(super) fn forget_bad_extents(&self) {
+        let mut bad = lock(&self.bad_extents);
+        bad.clear();
+        self.any_bad_extents.store(false, Ordering::Release);
     }
 }
 
@@ -128,6 +140,7 @@ impl<E: Engine> Shared<E> {
             }
             if bad.len() < BAD_EXTENTS_MAX {
                 bad.insert(extent);
+                slot.any_bad_extents.store(true, Ordering::Release);
             }
         }
         let counter = match failure {

@@ -12,7 +12,7 @@ use crate::store::aligned::AlignedBuf;
 use crate::store::device::{DeviceHandle, Engine};
 use crate::store::geometry::{SUPERBLOCK_BYTES, Superblock};
 use crate::store::health::DeviceState;
-use crate::store::state::{Shared, lock};
+use crate::store::state::Shared;
 
 /// Probes every device errors took offline; returns the devices brought back (now
 /// refilling). Blocking (a superblock read and a catalog commit each): for a blocking
@@ -60,7 +60,7 @@ fn probe_one<E: Engine>(shared: &Shared<E>, device: usize, store_uuid: [u8; 16])
         tracing::error!(device = %slot.spec, %error, "offline device answers, but could not be recorded for refill; it stays offline");
         return false;
     }
-    lock(&slot.bad_extents).clear();
+    slot.forget_bad_extents();
     slot.counters.succeeded();
     slot.probe.store(false, Ordering::Release);
     let back = slot
