@@ -401,3 +401,30 @@ fn reads_of_lost_chunks_do_not_take_a_refilled_device_offline() {
         assert_eq!(health.chunks_at_risk, 0);
     });
 }
+
+/// `chunks_at_risk` counts distinct chunks: a chunk queued for repair in a group that is
+/// degraded anyway is counted once, so the count never exceeds the chunks stored (before,
+/// queued repairs were added on top: 41 of 40).
+#[test]
+fn chunks_at_risk_counts_distinct_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(68);
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
+    let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
+    run(async {
+        let local = store.local().unwrap();
+        let ids = put_mib(&local, 0..40).await;
+        let shards = store.shard_locations(&ids[9]).unwrap().unwrap();
+        engine
+            .device(&cfg.devices[shards[0].device].path)
+            .corrupt(shards[0].data_offset_bytes() + 100, 3);
+        for _ in 0..3 {
+            assert!(local.read(&ids[9], 0..MIB as u64).await.unwrap().to_vec() == mib_chunk(9).1);
+        }
+        assert_eq!(store.health().chunks_at_risk, 1);
+        store.set_device_state(shards[4].device, DeviceState::Offline);
+        let health = store.health();
+        assert_eq!(health.repairs_queued, 1);
+        assert_eq!(health.chunks_at_risk, 40, "every chunk once, none twice");
+    });
+}

@@ -65,7 +65,8 @@ impl<H> DeviceSlot<H> {
         }
         let mut bad = lock(&self.bad_extents);
         bad.remove(&extent);
-        self.any_bad_extents.store(!bad.is_empty(), Ordering::Release);
+        self.any_bad_extents
+            .store(!bad.is_empty(), Ordering::Release);
     }
 
     /// Forgets every known-bad extent (the device is being refilled as a whole).

@@ -54,6 +54,11 @@ impl Queue {
         lock(&self.pending).remove(id);
     }
 
+    /// Chunks waiting now for which `counted` holds.
+    pub(crate) fn count_where(&self, mut counted: impl FnMut(&ChunkId) -> bool) -> usize {
+        lock(&self.pending).iter().filter(|id| counted(id)).count()
+    }
+
     /// Distinct chunks waiting now.
     pub(crate) fn queued(&self) -> usize {
         lock(&self.pending).len()

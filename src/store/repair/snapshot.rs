@@ -24,16 +24,22 @@ pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
             checksum_errors: d.counters.checksum_errors.load(Ordering::Relaxed),
         })
         .collect();
-    let degraded_groups = (0..shared.geometry.groups()).filter(|&g| {
-        shared
-            .geometry
-            .group_devices(g)
-            .any(|d| devices[d].state != DeviceState::Online)
-    });
-    let at_risk_in_groups: u64 = degraded_groups
+    let degraded: Vec<bool> = (0..shared.geometry.groups())
+        .map(|g| {
+            shared
+                .geometry
+                .group_devices(g)
+                .any(|d| devices[d].state != DeviceState::Online)
+        })
+        .collect();
+    let at_risk_in_groups: u64 = (0..degraded.len())
+        .filter(|&g| degraded[g])
         .map(|g| shared.chunks_per_group[g].load(Ordering::Relaxed))
         .sum();
     let queued = queue.queued() as u64;
+    // Queued chunks in a degraded group are counted with their group already.
+    let queued_elsewhere =
+        queue.count_where(|id| !degraded[shared.geometry.placement(id).group]) as u64;
     let c = &shared.counters;
     Health {
         devices,
@@ -48,9 +54,9 @@ pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
         commit_flush_us: c.commit_flush_us.load(Ordering::Relaxed),
         commit_catalog_us: c.commit_catalog_us.load(Ordering::Relaxed),
         io_in_flight: c.io_in_flight.load(Ordering::Relaxed),
-        // A queued chunk may be in a degraded group too: the sum is capped by the chunks
-        // stored, so it never exceeds them.
-        chunks_at_risk: (at_risk_in_groups + queued).min(shared.index.len() as u64),
+        // Distinct chunks; capped by the chunks stored, as the counts are read one after
+        // the other while the store changes.
+        chunks_at_risk: (at_risk_in_groups + queued_elsewhere).min(shared.index.len() as u64),
     }
 }
 
