@@ -132,6 +132,14 @@ fn describe() {
         "Chunks found with fewer than k sound shards on answering devices and dropped (404 until stored again)."
     );
     describe_counter!(
+        "chunkd_store_scrub_passes_total",
+        "Scrub passes over every chunk completed since the store opened (none yet: damage done while the node was down may be unknown)."
+    );
+    describe_gauge!(
+        "chunkd_store_scrub_pass_chunks",
+        "Chunks verified so far in the scrub pass under way."
+    );
+    describe_counter!(
         "chunkd_store_chunks_unreadable_total",
         "Reads or repairs that found fewer than k sound shards."
     );
@@ -220,6 +228,8 @@ fn record_store(store: &StoreSnapshot) {
     counter!("chunkd_store_shards_repaired_total").absolute(health.shards_repaired);
     counter!("chunkd_store_chunks_unreadable_total").absolute(health.chunks_unreadable);
     counter!("chunkd_chunks_lost_total").absolute(health.chunks_lost);
+    counter!("chunkd_store_scrub_passes_total").absolute(health.scrub_passes);
+    gauge!("chunkd_store_scrub_pass_chunks").set(health.scrub_pass_chunks as f64);
     counter!("chunkd_store_repairs_dropped_total").absolute(health.repairs_dropped);
     gauge!("chunkd_store_repairs_queued").set(health.repairs_queued as f64);
     gauge!("chunkd_store_chunks_at_risk").set(health.chunks_at_risk as f64);

@@ -231,9 +231,14 @@ fn chunks_damaged_while_closed_are_found_lost_dropped_and_counted() {
             local.read(&first, 0..MIB as u64).await,
             Err(StoreError::Unreadable { .. })
         ));
+        assert_eq!(store.health().scrub_passes, 0, "nothing verified yet");
         spawn_repairs(&store);
         wait_for("every damaged chunk found lost", LIMIT, || {
             store.health().chunks_lost == damaged.len() as u64
+        })
+        .await;
+        wait_for("a whole scrub pass", LIMIT, || {
+            store.health().scrub_passes >= 1
         })
         .await;
         for &n in &damaged {

@@ -115,6 +115,11 @@ pub struct StoreCounters {
     /// Chunks found lost (fewer than `k` sound shards with every device answering) and
     /// dropped from the catalog.
     pub chunks_lost: AtomicU64,
+    /// Scrub passes completed over the whole catalog since the store opened, and the
+    /// chunks verified so far in the pass under way: until a first pass completes after a
+    /// start, damage done while the node was down may not be known yet.
+    pub scrub_passes: AtomicU64,
+    pub scrub_pass_chunks: AtomicU64,
     /// Repairs dropped because the queue was full (a later scrub finds them again).
     pub repairs_dropped: AtomicU64,
     /// Bytes read and written by repair and refill.
@@ -137,6 +142,8 @@ pub struct Health {
     pub shards_repaired: u64,
     pub chunks_unreadable: u64,
     pub chunks_lost: u64,
+    pub scrub_passes: u64,
+    pub scrub_pass_chunks: u64,
     pub repairs_dropped: u64,
     pub repairs_queued: u64,
     pub commit_batches: u64,

@@ -5,6 +5,7 @@
 //! **Architecture invariant:** reads the catalog in batches of [`SCRUB_BATCH`] and returns
 //! to the repair task between them, so queued repairs never wait behind a whole pass.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::rate::RateLimit;
@@ -47,12 +48,16 @@ impl<E: Engine> LocalStore<E> {
                 return;
             }
         }
+        let counters = &self.shared.counters;
         if batch.is_empty() {
             // A pass is done (or the store is empty): start over after a breath.
+            counters.scrub_passes.fetch_add(1, Ordering::Relaxed);
+            counters.scrub_pass_chunks.store(0, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         for id in batch {
             self.repair_limited(&id, &mut scrub.limit).await;
+            counters.scrub_pass_chunks.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

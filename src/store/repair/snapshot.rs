@@ -47,6 +47,8 @@ pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
         shards_repaired: c.shards_repaired.load(Ordering::Relaxed),
         chunks_unreadable: c.chunks_unreadable.load(Ordering::Relaxed),
         chunks_lost: c.chunks_lost.load(Ordering::Relaxed),
+        scrub_passes: c.scrub_passes.load(Ordering::Relaxed),
+        scrub_pass_chunks: c.scrub_pass_chunks.load(Ordering::Relaxed),
         repairs_dropped: c.repairs_dropped.load(Ordering::Relaxed),
         repairs_queued: queued,
         commit_batches: c.commit_batches.load(Ordering::Relaxed),
