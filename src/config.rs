@@ -161,7 +161,8 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_HEADER_CACHE_ENTRIES", default_value_t = 65_536)]
     pub header_cache_entries: usize,
 
-    /// I/O errors in a row after which a device is taken offline.
+    /// Failed I/Os on distinct extents of a device, with no success between them, after
+    /// which it is taken offline (repeated failures of one bad extent count once).
     #[arg(long, env = "CHUNKD_DEVICE_ERROR_LIMIT", default_value_t = 8)]
     pub device_error_limit: u32,
 
@@ -179,6 +180,11 @@ pub struct ServeConfig {
     /// one device, and losing that device can lose them.
     #[arg(long, env = "CHUNKD_ALLOW_FEWER_DEVICES_THAN_SHARDS", value_parser = BoolishValueParser::new())]
     pub allow_fewer_devices_than_shards: bool,
+
+    /// How often a device that errors took offline is probed (one 4 KiB read) and, when
+    /// it answers again, brought back and refilled without a restart; 0 never probes.
+    #[arg(long, env = "CHUNKD_DEVICE_PROBE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub device_probe_interval: Duration,
 }
 
 impl ServeConfig {
@@ -205,6 +211,7 @@ impl ServeConfig {
         store.scrub_bytes_per_second = self.scrub_rate;
         store.header_cache_entries = self.header_cache_entries;
         store.device_error_limit = self.device_error_limit.max(1);
+        store.device_probe_interval = self.device_probe_interval;
         Ok(store)
     }
 }

@@ -35,7 +35,8 @@ enum Command {
     /// With no arguments: listens on 127.0.0.1:7070 with five 1 GiB file devices under
     /// ./chunkd-data. Every setting is also a CHUNKD_* environment variable and a key of
     /// the --config TOML file; flags beat the environment, which beats the file.
-    Serve(chunkd::config::ServeConfig),
+    // Boxed: the settings are far larger than any other command's arguments.
+    Serve(Box<chunkd::config::ServeConfig>),
     /// Cut an image into 512 KiB chunks, seal each, and write them with a manifest.
     ///
     /// Writes DIR/chunks/{id} for each distinct sealed chunk and DIR/manifest.json. The
@@ -190,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             let metrics = chunkd::metrics::Metrics::install()?;
-            chunkd::http::serve(config, metrics)?;
+            chunkd::http::serve(*config, metrics)?;
         }
         Command::Pack {
             image,

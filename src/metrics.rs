@@ -152,7 +152,12 @@ fn describe() {
     describe_gauge!(
         "chunkd_store_free_bytes",
         Unit::Bytes,
-        "Free shard space on all devices."
+        "Free shard space on all devices, usable now (quarantined space apart)."
+    );
+    describe_gauge!(
+        "chunkd_store_quarantined_bytes",
+        Unit::Bytes,
+        "Shard space freed by deletes and not reusable until its quarantine ends (not in free bytes)."
     );
     describe_gauge!(
         "chunkd_store_index_memory_bytes",
@@ -166,6 +171,18 @@ fn describe() {
     describe_counter!(
         "chunkd_store_shards_repaired_total",
         "Shards rewritten by repair or refill."
+    );
+    describe_counter!(
+        "chunkd_chunks_lost_total",
+        "Chunks found with fewer than k sound shards on answering devices and dropped (404 until stored again)."
+    );
+    describe_counter!(
+        "chunkd_store_scrub_passes_total",
+        "Scrub passes over every chunk completed since the store opened (none yet: damage done while the node was down may be unknown)."
+    );
+    describe_gauge!(
+        "chunkd_store_scrub_pass_chunks",
+        "Chunks verified so far in the scrub pass under way."
     );
     describe_counter!(
         "chunkd_store_chunks_unreadable_total",
@@ -183,14 +200,6 @@ fn describe() {
     describe_counter!(
         "chunkd_store_scrub_chunks_total",
         "Chunks the background scrub has checked (every shard read and verified)."
-    );
-    describe_counter!(
-        "chunkd_store_scrub_passes_total",
-        "Full passes of the scrub over every stored chunk."
-    );
-    describe_gauge!(
-        "chunkd_store_scrub_pass_chunks",
-        "Chunks checked in the scrub pass under way (against chunkd_store_chunks: its progress)."
     );
     describe_counter!(
         "chunkd_store_commit_batches_total",
@@ -301,16 +310,18 @@ fn record_store(store: &StoreSnapshot) {
     gauge!("chunkd_store_chunks").set(store.chunks as f64);
     gauge!("chunkd_store_capacity_bytes").set(capacity.total_bytes as f64);
     gauge!("chunkd_store_free_bytes").set(capacity.free_bytes as f64);
+    gauge!("chunkd_store_quarantined_bytes").set(capacity.quarantined_bytes as f64);
     gauge!("chunkd_store_index_memory_bytes").set(store.index_memory_bytes as f64);
     counter!("chunkd_store_shards_rebuilt_total").absolute(health.shards_rebuilt);
     counter!("chunkd_store_shards_repaired_total").absolute(health.shards_repaired);
     counter!("chunkd_store_chunks_unreadable_total").absolute(health.chunks_unreadable);
+    counter!("chunkd_chunks_lost_total").absolute(health.chunks_lost);
+    counter!("chunkd_store_scrub_passes_total").absolute(health.scrub_passes);
+    gauge!("chunkd_store_scrub_pass_chunks").set(health.scrub_pass_chunks as f64);
     counter!("chunkd_store_repairs_dropped_total").absolute(health.repairs_dropped);
     gauge!("chunkd_store_repairs_queued").set(health.repairs_queued as f64);
     gauge!("chunkd_store_chunks_at_risk").set(health.chunks_at_risk as f64);
     counter!("chunkd_store_scrub_chunks_total").absolute(health.scrub_chunks);
-    counter!("chunkd_store_scrub_passes_total").absolute(health.scrub_passes);
-    gauge!("chunkd_store_scrub_pass_chunks").set(health.scrub_pass_chunks as f64);
     counter!("chunkd_store_commit_batches_total").absolute(health.commit_batches);
     counter!("chunkd_store_commit_requests_total").absolute(health.commit_requests);
     gauge!("chunkd_store_io_in_flight").set(health.io_in_flight as f64);

@@ -1,7 +1,8 @@
 //! The store faults HTTP can surface, in-process on the simulated engine: corrupt shards
 //! and lost or offline devices (503, and never a wrong byte), bit flips on read (every
 //! answer is the chunk's exact bytes or an error), failed or torn shard writes (503,
-//! nothing stored) and full devices (507). Other chunks and sound ranges keep being
+//! nothing stored) and full devices (507, with `Retry-After` and what is quarantined);
+//! `/readyz` says why the node cannot serve. Other chunks and sound ranges keep being
 //! served.
 
 mod inproc;
@@ -199,6 +200,8 @@ fn a_full_node_answers_507_and_keeps_serving_what_it_has() {
         let full = full.expect("five 8 MiB devices cannot hold 64 MiB of chunks");
         let message = full.assert_error(507);
         assert!(message.contains("no space"), "{message}");
+        // Nothing quarantined: space returns only after deletes, a quarantine later.
+        assert_eq!(full.header("retry-after"), Some("60"));
         assert!(stored.len() >= 10, "only {} chunks fitted", stored.len());
         for version in VERSIONS {
             let mut client = Client::connect(&server, version).await;
@@ -244,5 +247,107 @@ fn a_put_whose_shard_writes_fail_answers_503_and_stores_nothing() {
         assert_eq!(client.put(&bytes, &[]).await.status, 201);
         let read = client.get(&path, &[]).await;
         assert!(read.status == 200 && read.body == bytes);
+    });
+}
+
+#[test]
+fn a_507_after_deletes_says_when_quarantined_space_returns() {
+    run(async {
+        let node = TestNode::with_devices(&[], 8);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let mut stored = Vec::new();
+        let mut n = 0u64;
+        loop {
+            let bytes = chunk_bytes(2000 + n, 1 << 20);
+            n += 1;
+            if client.put(&bytes, &[]).await.status != 201 {
+                break;
+            }
+            stored.push(bytes);
+            assert!(n < 64, "five 8 MiB devices fill up");
+        }
+        for bytes in &stored {
+            let path = chunk_path(&id_of(bytes));
+            assert_eq!(client.request("DELETE", &path, &[], b"").await.status, 204);
+        }
+        let capacity = node.store().capacity();
+        assert!(capacity.quarantined_bytes > 0, "{capacity:?}");
+        let refused = client.put(&chunk_bytes(2000 + n, 1 << 20), &[]).await;
+        let retry_after: u64 = refused
+            .header("retry-after")
+            .expect("a 507 carries Retry-After")
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        let message = refused.assert_error(507);
+        assert!(message.contains("quarantined"), "{message}");
+        let metrics = client.get("/metrics", &[]).await.text();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("chunkd_store_quarantined_bytes ") && !l.ends_with(" 0")),
+            "{metrics}"
+        );
+    });
+}
+
+#[test]
+fn readyz_answers_503_with_a_json_reason_when_fewer_than_k_devices_are_usable() {
+    run(async {
+        let node = TestNode::start(&[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        assert_eq!(client.get("/readyz", &[]).await.status, 200);
+        node.store().set_device_state(0, DeviceState::Offline);
+        assert_eq!(
+            client.get("/readyz", &[]).await.status,
+            200,
+            "4 of 5 devices serve every chunk under 4 + 1"
+        );
+        node.store().set_device_state(4, DeviceState::Offline);
+        let ready = client.get("/readyz", &[]).await;
+        assert_eq!(ready.status, 503);
+        assert_eq!(ready.header("content-type"), Some("application/json"));
+        assert_eq!(ready.json()["status"], "unavailable");
+        let reason = ready.json()["reason"].as_str().unwrap().to_owned();
+        assert!(reason.contains("fewer than k usable devices"), "{reason}");
+        node.store().set_device_state(4, DeviceState::Online);
+        assert_eq!(client.get("/readyz", &[]).await.status, 200);
+    });
+}
+
+#[test]
+fn a_chunk_found_lost_answers_404_is_counted_and_a_put_stores_it_again() {
+    run(async {
+        let node = TestNode::start(&[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(40, CHUNK_LEN);
+        let id = client.put_new(&bytes).await;
+        for shard in 0..2 {
+            node.corrupt_shard(&id, shard, 1000);
+        }
+        let path = chunk_path(&id);
+        client.get(&path, &[]).await.assert_error(503);
+        // The repair (the node's repair thread, run here by hand) finds it lost.
+        let local = node.store().local().unwrap();
+        local.repair(&id.parse().unwrap()).await.unwrap();
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            client.get(&path, &[]).await.assert_error(404);
+            client
+                .get(&format!("{path}/meta"), &[])
+                .await
+                .assert_error(404);
+        }
+        let metrics = client.get("/metrics", &[]).await.text();
+        assert!(
+            metrics.lines().any(|l| l == "chunkd_chunks_lost_total 1"),
+            "{metrics}"
+        );
+        assert_eq!(client.put(&bytes, &[]).await.status, 201);
+        let back = client.get(&path, &[]).await;
+        assert!(back.status == 200 && back.body == bytes);
     });
 }

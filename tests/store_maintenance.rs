@@ -1,6 +1,6 @@
 //! Background maintenance of the store: a device that went offline is refilled after a
 //! restart, the scrub finds and fixes what reads never look at (parity), repairs are made
-//! durable without waiting for a PUT, a chunk found lost is stored again by a PUT, and the
+//! durable without waiting for a PUT, a chunk found lost is dropped and stored again by a PUT, and the
 //! store runs all of it on a thread of its own (`Store::start_maintenance`) on both engines.
 
 mod common;
@@ -148,7 +148,13 @@ fn a_lost_chunk_is_stored_again_by_a_put() {
             local.repair(&id).await.unwrap(),
             RepairOutcome::Unrecoverable
         );
-        assert!(local.is_lost(&id));
+        // Dropped from the catalog, counted: a miss from now on, which a PUT fills.
+        assert_eq!(store.health().chunks_lost, 1);
+        assert_eq!(local.lookup(&id).unwrap(), None);
+        assert!(matches!(
+            local.read(&id, 0..bytes.len() as u64).await,
+            Err(StoreError::NotFound)
+        ));
         assert_eq!(
             local.put(put()).await.unwrap(),
             PutOutcome::Created,

@@ -1,13 +1,14 @@
 //! The operator's routes: `/metrics` (Prometheus text, the store's gauges read at the
-//! scrape), `/healthz` (the process runs) and `/readyz` (the store is open and the node is
-//! not shutting down). Each answers GET and HEAD only.
+//! scrape), `/healthz` (the process runs) and `/readyz` (the store is open, can serve reads
+//! and take writes, and the node is not shutting down; a JSON reason when not). Each
+//! answers GET and HEAD only.
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::body::Body;
 use super::context::CoreContext;
-use super::reply::{method_not_allowed, text};
+use super::reply::{json, method_not_allowed, text};
 use crate::metrics::StoreSnapshot;
 use crate::store::Engine;
 
@@ -44,17 +45,28 @@ pub fn healthz(method: &Method) -> Response<Body> {
     only_get(method).unwrap_or_else(|| text(StatusCode::OK, "ok\n"))
 }
 
-/// `GET /readyz`: 200 once the store is open, 503 before and while shutting down.
+/// `GET /readyz`: 200 once the store is open and can serve; 503 with a JSON reason
+/// (`{"status": "unavailable", "reason": …}`) before, while shutting down, and whenever
+/// the store cannot serve reads or take writes (fewer than k usable devices).
 pub fn readiness<E: Engine>(context: &CoreContext<E>, method: &Method) -> Response<Body> {
     if let Some(refusal) = only_get(method) {
         return refusal;
     }
     let node = &context.node;
+    let unavailable = |reason: String| {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "unavailable", "reason": reason }),
+        )
+    };
     if node.is_shutting_down() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+        return unavailable("shutting down".into());
     }
-    if node.store.get().is_none() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "recovering\n");
+    let Some(store) = node.store.get() else {
+        return unavailable("recovering: the store is not open yet".into());
+    };
+    if let Some(reason) = store.unready_reason() {
+        return unavailable(reason);
     }
     text(StatusCode::OK, "ready\n")
 }

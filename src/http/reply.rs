@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::Body;
-use crate::store::StoreError;
+use crate::store::{QUARANTINE, StoreError};
 
 /// A handler's answer, with what must live until its body has been sent.
 pub struct Reply {
@@ -95,5 +95,23 @@ pub fn store_error(failure: StoreError) -> Response<Body> {
     if status.is_server_error() {
         tracing::error!(error = %failure, "store request failed");
     }
-    error(status, failure)
+    let retry_after = match &failure {
+        StoreError::NoSpace { retry_after, .. } => Some(no_space_retry_after(*retry_after)),
+        _ => None,
+    };
+    let mut response = error(status, failure);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// `Retry-After` of a 507, in seconds: when the first quarantined space of the chunk's
+/// group is usable again (rounded up, at least 1), or, with nothing quarantined, the
+/// quarantine's length — space then returns only after deletes, and none deleted from now
+/// on is usable sooner.
+fn no_space_retry_after(release: Option<std::time::Duration>) -> u64 {
+    release.unwrap_or(QUARANTINE).as_secs_f64().ceil().max(1.0) as u64
 }

@@ -60,8 +60,9 @@ impl Record {
 pub enum Change {
     /// Store a new chunk, unless it or another chunk with its 64-bit prefix is there.
     Insert(ChunkId, Record),
-    /// Forget a chunk.
-    Remove(ChunkId),
+    /// Forget a chunk; with a generation, only if it is still the copy that generation
+    /// wrote (a chunk found lost is dropped without touching a fresh copy stored since).
+    Remove(ChunkId, Option<u64>),
 }
 
 /// What a change did.
@@ -294,7 +295,16 @@ fn apply(
             table.insert(id.as_bytes(), &record.encode())?;
             Ok(Applied::Inserted)
         }
-        Change::Remove(id) => Ok(match table.remove(id.as_bytes())? {
+        Change::Remove(id, Some(generation)) => {
+            let current = table
+                .get(id.as_bytes())?
+                .map(|record| Record::decode(record.value()).generation);
+            if current != Some(*generation) {
+                return Ok(Applied::NotFound);
+            }
+            apply(table, &Change::Remove(*id, None))
+        }
+        Change::Remove(id, None) => Ok(match table.remove(id.as_bytes())? {
             Some(old) => Applied::Removed(Record::decode(old.value())),
             None => Applied::NotFound,
         }),

@@ -49,6 +49,8 @@ pub(super) enum Request {
     },
     Remove {
         id: ChunkId,
+        /// Only the copy this generation wrote (see [`Change::Remove`]).
+        generation: Option<u64>,
         reply: Reply,
     },
     /// Record the devices that went offline for refill (no reply: every batch does it
@@ -117,7 +119,7 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
         .iter()
         .filter_map(|request| match request {
             Request::Insert { id, record, .. } => Some(Change::Insert(*id, *record)),
-            Request::Remove { id, .. } => Some(Change::Remove(*id)),
+            Request::Remove { id, generation, .. } => Some(Change::Remove(*id, *generation)),
             Request::RecordRefills => None,
         })
         .collect();
@@ -170,7 +172,7 @@ fn finish<E: Engine>(
             }
             let _ = reply.send(outcome);
         }
-        Request::Remove { id, reply } => {
+        Request::Remove { id, reply, .. } => {
             if let Ok(Applied::Removed(record)) = &outcome {
                 let group = shared.geometry.placement(&id).group;
                 shared.index.remove_if(key_of(&id), &entry_of(&id, record));
@@ -222,7 +224,7 @@ pub(super) fn flush_devices<E: Engine>(shared: &Shared<E>) -> Result<(), String>
             Ok(()) => device.counters.succeeded(),
             Err(error) => {
                 device.dirty.store(true, Ordering::Release);
-                shared.device_failed(index, Failure::Write, &error);
+                shared.device_failed(index, Failure::Write, None, &error);
                 first_error.get_or_insert(format!("flushing {}: {error}", device.spec));
             }
         }

@@ -18,6 +18,14 @@ pub const DEFAULT_MAX_CHUNK_BYTES: u32 = 1 << 20;
 /// margin; nginx has no counterpart.
 pub const DEFAULT_DEVICE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// How often a device that errors took offline is probed by default: 30 s. A probe is one
+/// 4 KiB read, so its cost is nil; what the interval bounds is how long a device that came
+/// back (a reseated cable, a controller reset) stays out, and how often a device that
+/// answers and then fails again goes through a refill walk. nginx retries a failed
+/// upstream after its `fail_timeout` of 10 s; a device's return costs a walk of the
+/// catalog, so we wait three times as long.
+pub const DEFAULT_DEVICE_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// What the store is made of and how it behaves.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -31,8 +39,12 @@ pub struct StoreConfig {
     /// Bytes per second the background scrub reads (0: no scrub). It re-verifies every
     /// shard, parity included, and repairs what it finds.
     pub scrub_bytes_per_second: u64,
-    /// I/O errors in a row after which a device is taken offline.
+    /// Failed I/Os on distinct extents, with no success between them, after which a
+    /// device is taken offline (see `Shared::device_failed` for the rule).
     pub device_error_limit: u32,
+    /// How often the repair thread probes a device that errors took offline (one 4 KiB
+    /// superblock read), bringing it back through a refill when it answers; zero: never.
+    pub device_probe_interval: Duration,
     /// Verified shard headers each core keeps, so range reads of hot shards skip the
     /// header read (about 200 bytes each for 128 KiB shards).
     pub header_cache_entries: usize,
@@ -65,6 +77,7 @@ impl StoreConfig {
             // server turns it on (`--scrub-rate`).
             scrub_bytes_per_second: 0,
             device_error_limit: 8,
+            device_probe_interval: DEFAULT_DEVICE_PROBE_INTERVAL,
             header_cache_entries: 65_536,
             reformat_foreign_devices: false,
             device_lock_wait: DEFAULT_DEVICE_LOCK_WAIT,

@@ -10,11 +10,17 @@ pub enum StoreError {
     #[error("chunk of {len_bytes} bytes is larger than the {max_bytes}-byte limit")]
     TooLarge { len_bytes: u64, max_bytes: u32 },
     #[error(
-        "no space for a chunk of {len_bytes} bytes (its group's largest free run is {largest_free_bytes} bytes)"
+        "no space for a chunk of {len_bytes} bytes (its group's largest free run is {largest_free_bytes} bytes){}",
+        quarantine_note(*quarantined_bytes, *retry_after)
     )]
     NoSpace {
         len_bytes: u64,
         largest_free_bytes: u64,
+        /// Bytes of the chunk's group freed by deletes and still quarantined.
+        quarantined_bytes: u64,
+        /// When the group's first quarantined space is usable again; `None` when nothing
+        /// is quarantined there (space returns only when chunks are deleted).
+        retry_after: Option<std::time::Duration>,
     },
     #[error("byte range {start}..{end} is outside a chunk of {len_bytes} bytes")]
     BadRange {
@@ -43,5 +49,16 @@ pub enum StoreError {
 impl From<redb::Error> for StoreError {
     fn from(error: redb::Error) -> StoreError {
         StoreError::Catalog(error.to_string())
+    }
+}
+
+/// The part of a "no space" message that says when quarantined space returns.
+fn quarantine_note(quarantined_bytes: u64, retry_after: Option<std::time::Duration>) -> String {
+    match retry_after {
+        Some(after) if quarantined_bytes > 0 => format!(
+            "; {quarantined_bytes} bytes freed by deletes are quarantined, the first of them usable again in {}s",
+            after.as_secs_f64().ceil() as u64
+        ),
+        _ => String::new(),
     }
 }

@@ -21,6 +21,7 @@ use super::error::StoreError;
 use super::geometry::{self, Geometry};
 use super::header_cache::HeaderCache;
 use super::health::{DeviceState, Health};
+use super::rebuilds::Rebuilds;
 use super::repair::queue::Queue;
 use super::repair::snapshot;
 use super::shard;
@@ -70,6 +71,8 @@ pub struct LocalStore<E: Engine> {
     pub(super) codec: RefCell<Codec>,
     /// Borrowed only between awaits, never across one.
     pub(super) headers: RefCell<HeaderCache>,
+    /// Windows being rebuilt on this core. Borrowed only between awaits.
+    pub(super) rebuilds: RefCell<Rebuilds>,
 }
 
 impl<E: Engine> Store<E> {
@@ -118,6 +121,7 @@ impl<E: Engine> Store<E> {
             devices,
             codec: RefCell::new(Codec::new(shared.config.scheme)),
             headers: RefCell::new(HeaderCache::new(shared.config.header_cache_entries)),
+            rebuilds: RefCell::new(Rebuilds::default()),
             shared,
         })
     }
@@ -188,17 +192,25 @@ impl<E: Engine> Store<E> {
     pub fn capacity(&self) -> Capacity {
         let shared = self.shared();
         let w = shared.config.scheme.total_shards() as u64;
-        let (mut total, mut free, mut largest) = (0u64, 0u64, 0u64);
+        let (mut total, mut free, mut quarantined, mut largest) = (0u64, 0u64, 0u64, 0u64);
+        let mut release = None::<std::time::Duration>;
+        let now = std::time::Instant::now();
         for space in &shared.space {
             let space = lock(space);
             total += space.total_blocks();
-            free += space.free_blocks();
+            quarantined += space.quarantined_blocks();
+            free += space.free_blocks() - space.quarantined_blocks();
             largest = largest.max(u64::from(space.largest_free_blocks()));
+            if let Some(next) = space.next_release(now) {
+                release = Some(release.map_or(next, |r| r.min(next)));
+            }
         }
         let block = geometry::DEVICE_BLOCK_BYTES;
         Capacity {
             total_bytes: total * w * block,
             free_bytes: free * w * block,
+            quarantined_bytes: quarantined * w * block,
+            quarantine_release: release,
             largest_free_run_bytes: largest * block,
         }
     }
@@ -206,6 +218,12 @@ impl<E: Engine> Store<E> {
     /// A snapshot of device and repair health.
     pub fn health(&self) -> Health {
         snapshot::health(self.shared(), self.repairs())
+    }
+
+    /// Why the store cannot serve every read and take every write now (fewer than `k`
+    /// usable devices for some chunks), or `None` when it can: for `/readyz`.
+    pub fn unready_reason(&self) -> Option<String> {
+        snapshot::unready_reason(self.shared())
     }
 
     /// Bytes a chunk of `len_bytes` takes on the devices: its shards with their headers.
@@ -222,7 +240,10 @@ impl<E: Engine> Store<E> {
     /// Sets a device's state: an operator taking a failing device out of service
     /// (`Offline`: no I/O is sent to it, its shards are rebuilt on read) or back.
     pub fn set_device_state(&self, device: usize, state: DeviceState) {
-        self.shared().devices[device].counters.set_state(state);
+        let slot = &self.shared().devices[device];
+        // An operator's decision: the repair thread no longer probes it.
+        slot.probe.store(false, Ordering::Release);
+        slot.counters.set_state(state);
     }
 }
 
@@ -245,9 +266,10 @@ impl<E: Engine> LocalStore<E> {
         &self,
         device: usize,
         failure: Failure,
+        extent: Option<u64>,
         cause: &dyn std::fmt::Display,
     ) {
-        if self.shared.device_failed(device, failure, cause) {
+        if self.shared.device_failed(device, failure, extent, cause) {
             self.store.record_refills();
         }
     }
@@ -314,7 +336,13 @@ impl ShardLocation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     pub total_bytes: u64,
+    /// Free and usable now.
     pub free_bytes: u64,
+    /// Freed by deletes and still in quarantine (see `space`): free, but not usable until
+    /// its quarantine ends.
+    pub quarantined_bytes: u64,
+    /// How long until the first quarantined space is usable again; `None` when none is.
+    pub quarantine_release: Option<std::time::Duration>,
     /// The longest free run in any group's partitions: the largest shard (with header) that
     /// could be placed right now.
     pub largest_free_run_bytes: u64,

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 pub enum DeviceState {
     /// Serving reads and writes.
     Online,
-    /// Failed too often in a row: no I/O is sent to it; its shards are rebuilt on read.
+    /// Failed on too many distinct extents in a row (or taken out by an operator): no I/O
+    /// is sent to it; its shards are rebuilt on read. The repair thread probes a device
+    /// that errors took offline and brings it back through a refill when it answers.
     Offline,
     /// New or replaced: written to, and being refilled from the other devices.
     Refilling,
@@ -110,6 +112,16 @@ pub struct StoreCounters {
     pub shards_repaired: AtomicU64,
     /// Chunks that had fewer than `k` sound shards when read or repaired.
     pub chunks_unreadable: AtomicU64,
+    /// Chunks found lost (fewer than `k` sound shards with every device answering) and
+    /// dropped from the catalog.
+    pub chunks_lost: AtomicU64,
+    /// Scrub passes completed over the whole catalog since the store opened, and the
+    /// chunks verified so far in the pass under way: until a first pass completes after a
+    /// start, damage done while the node was down may not be known yet.
+    pub scrub_passes: AtomicU64,
+    pub scrub_pass_chunks: AtomicU64,
+    /// Chunks the scrub has checked in all.
+    pub scrub_chunks: AtomicU64,
     /// Repairs dropped because the queue was full (a later scrub finds them again).
     pub repairs_dropped: AtomicU64,
     /// Bytes read and written by repair and refill.
@@ -122,11 +134,6 @@ pub struct StoreCounters {
     pub commit_catalog_us: AtomicU64,
     /// Device reads and writes submitted and not yet complete, on all cores.
     pub io_in_flight: AtomicI64,
-    /// Scrub progress: chunks checked in all, full passes over the catalog, and chunks
-    /// checked in the pass under way.
-    pub scrub_chunks: AtomicU64,
-    pub scrub_passes: AtomicU64,
-    pub scrub_pass_chunks: AtomicU64,
 }
 
 /// A snapshot for metrics and `/readyz`.
@@ -136,6 +143,9 @@ pub struct Health {
     pub shards_rebuilt: u64,
     pub shards_repaired: u64,
     pub chunks_unreadable: u64,
+    pub chunks_lost: u64,
+    pub scrub_passes: u64,
+    pub scrub_pass_chunks: u64,
     pub repairs_dropped: u64,
     pub repairs_queued: u64,
     pub commit_batches: u64,
@@ -145,12 +155,10 @@ pub struct Health {
     pub io_in_flight: i64,
     /// Chunks with a shard on a device that is offline or not yet refilled, plus chunks
     /// queued for repair: chunks one more fault away from being unreadable (for m = 1).
+    /// Distinct chunks: never more than the chunks stored.
     pub chunks_at_risk: u64,
-    /// Chunks the scrub has checked, its completed passes, and the chunks checked in the
-    /// pass under way (against the chunks stored: its progress).
+    /// Chunks the scrub has checked in all.
     pub scrub_chunks: u64,
-    pub scrub_passes: u64,
-    pub scrub_pass_chunks: u64,
 }
 
 /// One device in a [`Health`] snapshot.

@@ -19,7 +19,7 @@
 //! fresh data directory pointed at another store's devices is refused, not adopted.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,13 +144,7 @@ fn device_slots<H>(
         .map(|((spec, handle), state)| {
             let counters = DeviceCounters::default();
             counters.set_state(*state);
-            DeviceSlot {
-                spec: spec.clone(),
-                handle,
-                counters,
-                dirty: AtomicBool::new(false),
-                refill_unrecorded: AtomicBool::new(false),
-            }
+            DeviceSlot::new(spec.clone(), handle, counters)
         })
         .collect()
 }

@@ -10,20 +10,27 @@
 //! a degraded read takes no extra round trip; a full-chunk read then costs the same I/O as
 //! a healthy one (parity takes the lost shard's place).
 //!
+//! Concurrent reads of one bad window on a core share its rebuild (`rebuilds`); a window
+//! that could not be read soundly queues its chunk for repair once (the queue holds each
+//! chunk at most once).
+//!
 //! The bytes returned are slices of the read buffers themselves ([`bytes::Bytes`] owning
 //! the aligned buffer): nothing is copied on the way to the socket.
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
 
+use super::aligned::AlignedBuf;
 use super::device::{Engine, submit_together};
 use super::error::StoreError;
 use super::fetch::{Fault, Window};
 use super::handle::LocalStore;
 use super::index::key_of;
+use super::rebuilds::{RebuildKey, Rebuilds, Turn};
 use super::state::lock;
 use super::stripe::Stripe;
 use crate::chunk::ChunkId;
@@ -122,7 +129,7 @@ impl<E: Engine> LocalStore<E> {
                     .iter()
                     .find(|(s, w, _)| *s == span.shard && *w == window)
                     .map_or(Fault::Offline, |(_, _, f)| f.clone());
-                self.rebuild(&stripe, span.shard, window, fault, &mut gathered)
+                self.rebuild_shared(&stripe, span.shard, window, fault, &mut gathered)
                     .await?;
             }
         }
@@ -141,6 +148,60 @@ impl<E: Engine> LocalStore<E> {
             chunk_len_bytes: len_bytes,
             segments,
         })
+    }
+
+    /// As [`LocalStore::rebuild`], sharing the work with concurrent reads of the same
+    /// window on this core: the first rebuilds, the others wait for a copy of its bytes.
+    async fn rebuild_shared(
+        &self,
+        stripe: &Stripe<'_, E>,
+        lost: usize,
+        window: Range<usize>,
+        fault: Fault,
+        gathered: &mut Gathered,
+    ) -> Result<(), StoreError> {
+        let key = RebuildKey {
+            key: stripe.entry.key,
+            generation: stripe.entry.generation,
+            shard: lost,
+            start: window.start,
+            end: window.end,
+        };
+        let turn = self.rebuilds.borrow_mut().join(key);
+        if let Turn::Wait(rebuilt) = turn {
+            if let Ok(buf) = rebuilt.await {
+                let range = window;
+                gathered.push((
+                    lost,
+                    Window {
+                        buf,
+                        data_start: 0,
+                        range,
+                    },
+                ));
+                return Ok(());
+            }
+            // The reader leading it failed or went away: rebuild it here.
+            return self.rebuild(stripe, lost, window, fault, gathered).await;
+        }
+        let leading = Leading {
+            rebuilds: &self.rebuilds,
+            key,
+        };
+        let rebuilt = self
+            .rebuild(stripe, lost, window.clone(), fault, gathered)
+            .await;
+        let waiters = self.rebuilds.borrow_mut().finish(&leading.key);
+        if rebuilt.is_ok() && !waiters.is_empty() {
+            let at = find(gathered, lost, &window).expect("the rebuilt window was gathered");
+            let bytes = gathered[at].1.bytes_mut(window.clone());
+            for waiter in waiters {
+                let mut copy = AlignedBuf::scratch(window.len());
+                copy.copy_from_slice(bytes);
+                let _ = waiter.send(copy);
+            }
+        }
+        rebuilt
     }
 
     /// Rebuilds `window` of shard `lost` from the same window of `k` other shards found in
@@ -169,6 +230,11 @@ impl<E: Engine> LocalStore<E> {
                 .counters
                 .chunks_unreadable
                 .fetch_add(1, Ordering::Relaxed);
+            if stripe.usable_shards().len() == w {
+                // Every device answered: the repair confirms the chunk lost and drops it,
+                // so later reads answer 404 without touching a device.
+                self.store.repairs().push(*stripe.id, &shared.counters);
+            }
             return Err(StoreError::Unreadable {
                 healthy,
                 needed: k,
@@ -248,6 +314,19 @@ async fn gather_sources<E: Engine>(
                 Err(fault) => causes.push(format!("shard {shard}: {fault}")),
             }
         }
+    }
+}
+
+/// Leading a shared rebuild: dropped before it finishes (its read cancelled), it ends the
+/// rebuild so its waiters rebuild the window themselves.
+struct Leading<'a> {
+    rebuilds: &'a RefCell<Rebuilds>,
+    key: RebuildKey,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        drop(self.rebuilds.borrow_mut().finish(&self.key));
     }
 }
 

@@ -141,6 +141,19 @@ impl GroupSpace {
         self.free_blocks + self.quarantined_blocks
     }
 
+    /// Blocks freed by deletes and still in their quarantine: not usable yet.
+    pub fn quarantined_blocks(&self) -> u64 {
+        self.quarantined_blocks
+    }
+
+    /// How long until the oldest quarantined run can be reused (zero if it can now);
+    /// `None` when nothing is quarantined.
+    pub fn next_release(&self, now: Instant) -> Option<Duration> {
+        self.quarantine
+            .front()
+            .map(|&(freed_at, _, _)| QUARANTINE.saturating_sub(now.duration_since(freed_at)))
+    }
+
     /// The longest run that could be allocated now: the largest shard that fits.
     pub fn largest_free_blocks(&self) -> u32 {
         self.by_len.last().map_or(0, |&(len, _)| len)
@@ -150,6 +163,23 @@ impl GroupSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quarantined_space_is_reported_apart_with_when_it_returns() {
+        let start = Instant::now();
+        let mut space = GroupSpace::new(100, vec![(0, 100)]).unwrap();
+        assert_eq!(space.next_release(start), None);
+        space.free(10, 20, start);
+        assert_eq!(space.quarantined_blocks(), 20);
+        assert_eq!(space.largest_free_blocks(), 0, "nothing usable yet");
+        assert_eq!(
+            space.next_release(start + QUARANTINE / 4),
+            Some(QUARANTINE * 3 / 4)
+        );
+        assert_eq!(space.allocate(20, start + QUARANTINE), Some(10));
+        assert_eq!(space.quarantined_blocks(), 0);
+        assert_eq!(space.next_release(start + QUARANTINE), None);
+    }
 
     #[test]
     fn used_runs_leave_the_gaps_free() {

@@ -28,6 +28,53 @@ pub(super) struct DeviceSlot<H> {
     /// Set when the device went offline after errors and the commit thread has not yet
     /// recorded it in the catalog as needing a refill.
     pub(super) refill_unrecorded: AtomicBool,
+    /// Set when the device went offline after errors (not by an operator): the repair
+    /// thread probes it and, when it answers again, brings it back through a refill.
+    pub(super) probe: AtomicBool,
+    /// Extents (byte offsets of shard headers) that failed and have not been rewritten
+    /// since: a second failure of one of them is the same fault seen again, not more
+    /// evidence against the device. At most [`BAD_EXTENTS_MAX`].
+    pub(super) bad_extents: Mutex<HashSet<u64>>,
+    /// Whether `bad_extents` may hold any: lets every successful write skip its lock.
+    pub(super) any_bad_extents: AtomicBool,
+}
+
+/// Most known-bad extents remembered per device. Beyond it every failure counts, which
+/// only makes a device with that many bad extents go offline sooner.
+pub(super) const BAD_EXTENTS_MAX: usize = 4096;
+
+impl<H> DeviceSlot<H> {
+    /// A device slot, online unless `counters` say otherwise, with no fault seen.
+    pub(super) fn new(spec: DeviceSpec, handle: H, counters: DeviceCounters) -> DeviceSlot<H> {
+        DeviceSlot {
+            spec,
+            handle,
+            counters,
+            dirty: AtomicBool::new(false),
+            refill_unrecorded: AtomicBool::new(false),
+            probe: AtomicBool::new(false),
+            bad_extents: Mutex::new(HashSet::new()),
+            any_bad_extents: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that the extent at `extent` was written whole: a later failure there is news.
+    pub(super) fn extent_rewritten(&self, extent: u64) {
+        if !self.any_bad_extents.load(Ordering::Acquire) {
+            return;
+        }
+        let mut bad = lock(&self.bad_extents);
+        bad.remove(&extent);
+        self.any_bad_extents
+            .store(!bad.is_empty(), Ordering::Release);
+    }
+
+    /// Forgets every known-bad extent (the device is being refilled as a whole).
+    pub(super) fn forget_bad_extents(&self) {
+        let mut bad = lock(&self.bad_extents);
+        bad.clear();
+        self.any_bad_extents.store(false, Ordering::Release);
+    }
 }
 
 /// What every core and the commit thread share.
@@ -60,9 +107,19 @@ pub(super) enum Failure {
 }
 
 impl<E: Engine> Shared<E> {
-    /// Counts a failure of `device`; when it is the `device_error_limit`-th in a row the
-    /// device goes offline and returns true: chunks written while it is offline will lack
-    /// its shards, so it must be recorded in the catalog as needing a refill. That commit
+    /// Counts a failure of `device` at `extent` (the byte offset of the shard's header;
+    /// `None` for a failure of the whole device, such as a flush).
+    ///
+    /// **The rule for taking a device offline:** `device_error_limit` failures on
+    /// *distinct* extents with no successful I/O of the device in between. A failure of an
+    /// extent already known bad (not rewritten since it failed) is not counted at all:
+    /// eight reads of one bad 4 KiB block are one fault, which repair rewrites, and the
+    /// device stays online. A device that really fails (EIO everywhere, lost) fails on
+    /// every extent it is asked for and goes offline after `device_error_limit` reads of
+    /// different chunks.
+    ///
+    /// When the failure takes the device offline this returns true: chunks written while
+    /// it is offline will lack its shards, so it must be recorded in the catalog as needing a refill. That commit
     /// is durable (it blocks), so it is left to the commit thread: the device is marked
     /// `refill_unrecorded` *before* it goes offline, and the commit thread records every
     /// marked device before it commits a batch. A PUT that skipped the device saw it
@@ -73,9 +130,20 @@ impl<E: Engine> Shared<E> {
         &self,
         device: usize,
         failure: Failure,
+        extent: Option<u64>,
         cause: &dyn std::fmt::Display,
     ) -> bool {
         let slot = &self.devices[device];
+        if let Some(extent) = extent {
+            let mut bad = lock(&slot.bad_extents);
+            if bad.contains(&extent) {
+                return false;
+            }
+            if bad.len() < BAD_EXTENTS_MAX {
+                bad.insert(extent);
+                slot.any_bad_extents.store(true, Ordering::Release);
+            }
+        }
         let counter = match failure {
             Failure::Read => &slot.counters.read_errors,
             Failure::Write => &slot.counters.write_errors,
@@ -88,6 +156,7 @@ impl<E: Engine> Shared<E> {
             return false;
         }
         slot.refill_unrecorded.store(true, Ordering::Release);
+        slot.probe.store(true, Ordering::Release);
         if slot.counters.take_offline() {
             tracing::error!(device = %slot.spec, %cause, "device taken offline after repeated errors");
         }

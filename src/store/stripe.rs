@@ -104,8 +104,9 @@ impl<E: Engine> Stripe<'_, E> {
 
     /// Counts a failed read of shard `shard`; returns the cause, naming the device.
     pub(super) fn read_failed(&self, shard: usize, error: &std::io::Error) -> String {
-        let device = self.device(shard);
-        self.local.device_failed(device, Failure::Read, error);
+        let (device, extent) = self.address(shard);
+        self.local
+            .device_failed(device, Failure::Read, Some(extent), error);
         format!("{}: {error}", self.slot(shard).spec)
     }
 
@@ -119,8 +120,9 @@ impl<E: Engine> Stripe<'_, E> {
             None => slot.counters.succeeded(),
             Some(cause) => {
                 if slot.counters.state() != DeviceState::Refilling {
+                    let (device, extent) = self.address(shard);
                     self.local
-                        .device_failed(self.device(shard), Failure::Checksum, cause);
+                        .device_failed(device, Failure::Checksum, Some(extent), cause);
                 }
             }
         }
@@ -143,15 +145,17 @@ impl<E: Engine> Stripe<'_, E> {
             .into_iter()
             .map(|(shard, result)| {
                 let slot = self.slot(shard);
+                let (device, extent) = self.address(shard);
                 let result = match result {
                     Ok(()) => {
                         slot.counters.succeeded();
+                        slot.extent_rewritten(extent);
                         slot.dirty.store(true, Ordering::Release);
                         Ok(())
                     }
                     Err(error) => {
                         self.local
-                            .device_failed(self.device(shard), Failure::Write, &error);
+                            .device_failed(device, Failure::Write, Some(extent), &error);
                         Err(format!("writing to {}: {error}", slot.spec))
                     }
                 };

@@ -56,10 +56,13 @@ impl<E: Engine> LocalStore<E> {
         let blocks = extent_blocks(shared.config.scheme, layout.chunk_len_bytes());
         let allocated = lock(&shared.space[placement.group]).allocate(blocks, Instant::now());
         let Some(offset_blocks) = allocated else {
-            let largest = lock(&shared.space[placement.group]).largest_free_blocks();
+            let space = lock(&shared.space[placement.group]);
+            let per_shard = shared.config.scheme.total_shards() as u64 * DEVICE_BLOCK_BYTES;
             return Err(StoreError::NoSpace {
                 len_bytes: layout.chunk_len_bytes(),
-                largest_free_bytes: u64::from(largest) * DEVICE_BLOCK_BYTES,
+                largest_free_bytes: u64::from(space.largest_free_blocks()) * DEVICE_BLOCK_BYTES,
+                quarantined_bytes: space.quarantined_blocks() * per_shard,
+                retry_after: space.next_release(Instant::now()),
             });
         };
         let record = Record {
@@ -96,8 +99,22 @@ impl<E: Engine> LocalStore<E> {
 
     /// Removes `id`; returns whether it was stored.
     pub async fn delete(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        self.remove(id, None).await
+    }
+
+    /// Removes `id` — only the copy written as `generation` when one is given; returns
+    /// whether it was removed.
+    pub(super) async fn remove(
+        &self,
+        id: &ChunkId,
+        generation: Option<u64>,
+    ) -> Result<bool, StoreError> {
         match self
-            .commit(|reply| Request::Remove { id: *id, reply })
+            .commit(|reply| Request::Remove {
+                id: *id,
+                generation,
+                reply,
+            })
             .await?
         {
             Applied::Removed(_) => Ok(true),

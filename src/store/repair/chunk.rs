@@ -102,12 +102,13 @@ impl<E: Engine> LocalStore<E> {
                 .counters
                 .chunks_unreadable
                 .fetch_add(1, Ordering::Relaxed);
+            // Every device answered and too few shards verified; a second look rules out
+            // a fault of the reads themselves (a flip on the wire, a transient EIO).
             if present.len() + bad.len() == w {
-                // Every device answered and too few shards verified: the chunk is lost.
-                tracing::error!(chunk = %id, healthy = present.len(), "chunk lost: too few sound shards; a PUT will store it again");
-                let mut lost = lock(&shared.unrecoverable);
-                if lost.len() < UNRECOVERABLE_MAX {
-                    lost.insert(*id);
+                let again = read_all(&stripe).await;
+                if again.present.len() < k && again.present.len() + again.bad.len() == w {
+                    self.drop_lost(id, entry.generation, again.present.len())
+                        .await?;
                 }
             }
             return Ok(RepairOutcome::Unrecoverable);
@@ -133,6 +134,36 @@ impl<E: Engine> LocalStore<E> {
             .shards_repaired
             .fetch_add(repaired as u64, Ordering::Relaxed);
         Ok(RepairOutcome::Repaired(repaired))
+    }
+}
+
+impl<E: Engine> LocalStore<E> {
+    /// Every device answered and fewer than `k` shards of `id` (stored as `generation`)
+    /// verified: the chunk is lost. It is dropped from the catalog, so it answers 404 from
+    /// now on (a miss a client or an origin can fill) and no read of it touches a device
+    /// again; counted and logged once, by whoever drops it. Until the drop is committed it
+    /// is remembered as lost, so a PUT stores it afresh meanwhile; the drop removes only
+    /// the copy `generation` wrote, never a fresh one.
+    async fn drop_lost(
+        &self,
+        id: &ChunkId,
+        generation: u64,
+        healthy: usize,
+    ) -> Result<(), StoreError> {
+        let shared = &*self.shared;
+        {
+            let mut lost = lock(&shared.unrecoverable);
+            if lost.len() < UNRECOVERABLE_MAX {
+                lost.insert(*id);
+            }
+        }
+        let dropped = self.remove(id, Some(generation)).await;
+        lock(&shared.unrecoverable).remove(id);
+        if dropped? {
+            shared.counters.chunks_lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(chunk = %id, healthy, "chunk lost: too few sound shards; dropped from the catalog (404 until stored again)");
+        }
+        Ok(())
     }
 }
 

@@ -18,6 +18,10 @@
 //! bad shards are expected, so they do not count towards taking it offline, and a restart
 //! resumes the refill.
 //!
+//! *Probe* (`probe`): a device that errors took offline is probed now and then; when it
+//! answers with this store's superblock it comes back as refilling, and the refill rewrites
+//! what changed while it was out — no restart needed.
+//!
 //! `task` is the loop that runs them all (refill first, then queued repairs and scrub),
 //! paced by `rate`; `maintenance` runs that loop on a thread of the store's own
 //! ([`Maintenance`]); `snapshot` reports the store's health with the queue's length.
@@ -28,6 +32,7 @@
 
 pub(super) mod chunk;
 mod maintenance;
+mod probe;
 pub(super) mod queue;
 mod rate;
 mod refill;

@@ -49,6 +49,7 @@ impl<E: Engine> LocalStore<E> {
     pub(super) async fn repair_limited(&self, id: &ChunkId, limit: &mut RateLimit) {
         let total_shards = self.shared.config.scheme.total_shards();
         let extent = self.store.stored_bytes(u64::from(self.entry_len(id))) / total_shards as u64;
+        self.store.repairs().taken(id);
         match self.repair(id).await {
             Ok(outcome) => {
                 // Every shard was read; repaired ones were written too.

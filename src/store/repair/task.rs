@@ -1,5 +1,6 @@
 //! The repair task: refill first, then queued repairs and (between them, when enabled) a
-//! slow scrub of every chunk, until the store is closed.
+//! slow scrub of every chunk, until the store is closed; every `device_probe_interval` it
+//! probes the devices errors took offline, and refills those that answer.
 //!
 //! **Architecture invariant:** one task per store (the queue's receiver is taken once);
 //! repaired shards are flushed whenever the queue runs empty.
@@ -7,7 +8,9 @@
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use super::probe::probe_offline;
 use super::rate::RateLimit;
 use super::scrub::ScrubCursor;
 use crate::store::commit::flush_devices;
@@ -28,7 +31,15 @@ impl<E: Engine> LocalStore<E> {
         let mut limit = RateLimit::new(config.repair_bytes_per_second);
         self.refill(&mut queue, &mut limit).await;
         let mut scrub = ScrubCursor::new(config.scrub_bytes_per_second);
+        let probe_every = config.device_probe_interval;
+        let mut next_probe = Instant::now() + probe_every;
         loop {
+            if !probe_every.is_zero() && Instant::now() >= next_probe {
+                next_probe = Instant::now() + probe_every;
+                if self.probe_devices().await {
+                    self.refill(&mut queue, &mut limit).await;
+                }
+            }
             let queued = match queue.try_recv() {
                 Ok(id) => Some(id),
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
@@ -43,12 +54,29 @@ impl<E: Engine> LocalStore<E> {
             if config.scrub_bytes_per_second > 0 {
                 self.scrub_step(&mut scrub).await;
             } else {
-                match queue.recv().await {
-                    Some(id) => self.repair_limited(&id, &mut limit).await,
-                    None => return,
+                let probe = async {
+                    if probe_every.is_zero() {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep_until(next_probe).await;
+                };
+                tokio::select! {
+                    queued = queue.recv() => match queued {
+                        Some(id) => self.repair_limited(&id, &mut limit).await,
+                        None => return,
+                    },
+                    () = probe => {}
                 }
             }
         }
+    }
+
+    /// Probes the devices errors took offline (off this thread: it blocks); returns
+    /// whether any came back and needs its refill.
+    async fn probe_devices(&self) -> bool {
+        let shared = self.shared.clone();
+        let back = tokio::task::spawn_blocking(move || probe_offline(&shared)).await;
+        back.is_ok_and(|devices| !devices.is_empty())
     }
 
     /// Flushes devices that repairs wrote to (the commit thread only flushes for PUTs).
