@@ -2,12 +2,13 @@
 //! `--max-connections` are closed at once while the admitted ones are served, across the
 //! binary's cores, and the refusal is logged. Bad input, timeouts (on paused clocks) and
 //! the connection limit on one core are tested in-process (`http_inproc_limits.rs`).
+//! Also curl reading a 413 or 401 while it is still sending the refused upload.
 
 mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{Client, Launch, Server, metric};
+use harness::{Client, Launch, Server, chunk_bytes, chunk_path, curl, id_of, metric, tool_or_skip};
 
 /// Connects and sends `GET /healthz`: the client if the server answered, `None` if it closed
 /// the connection unanswered.
@@ -97,4 +98,34 @@ fn connections_over_the_limit_are_closed_while_the_others_are_served() {
     drop(second);
     let mut fourth = admitted_within_5s(&server);
     assert_eq!(fourth.request("GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn curl_reads_a_413_or_401_sent_while_it_is_still_uploading() {
+    if !tool_or_skip("curl", "the early-answer test with a real client") {
+        return;
+    }
+    let server = Server::start(Launch::args(&["--write-token", "T"]));
+    let dir = tempfile::tempdir().unwrap();
+    // (body, token header, the answer): over --max-chunk-bytes (1 MiB), and no token.
+    for (len, auth, status) in [
+        ((2 << 20) + 1, "Authorization: Bearer T", 413),
+        (1 << 20, "X-No-Token: 1", 401),
+    ] {
+        let bytes = chunk_bytes(70, len);
+        let file = dir.path().join("chunk");
+        std::fs::write(&file, &bytes).unwrap();
+        let url = format!("http://{}{}", server.addr, chunk_path(&id_of(&bytes)));
+        // `Expect:` off: curl sends the body at once, as most clients do.
+        let answer = curl(&[
+            "-T",
+            file.to_str().unwrap(),
+            "-H",
+            "Expect:",
+            "-H",
+            auth,
+            &url,
+        ]);
+        assert_eq!(answer.status, status, "{len} bytes, {auth}");
+    }
 }
