@@ -116,7 +116,10 @@ fn curl_reads_a_413_or_401_sent_while_it_is_still_uploading() {
         let file = dir.path().join("chunk");
         std::fs::write(&file, &bytes).unwrap();
         let url = format!("http://{}{}", server.addr, chunk_path(&id_of(&bytes)));
-        // `Expect:` off: curl sends the body at once, as most clients do.
+        // `Expect:` off: curl sends the body at once, as most clients do. (curl watches
+        // for an early answer while uploading, so on loopback it read these before the
+        // lingering close too; the in-process raw client in http_inproc_hostile is the
+        // test that failed before it.)
         let answer = curl(&[
             "-T",
             file.to_str().unwrap(),
