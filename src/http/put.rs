@@ -58,19 +58,10 @@ pub async fn put<E: Engine>(
     // is confirmed without it. Any other client is sending it already: it is read (and
     // checked against the id) before the 200, because answering first cuts the upload
     // off, and clients report the reset connection or stream as a failed PUT.
-    if expects_continue(headers) {
-        match local.lookup(&id) {
-            // A chunk known lost is received and stored again.
-            Ok(Some(_)) if !local.is_lost(&id) => {
-                return json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "id": id, "created": false }),
-                )
-                .into();
-            }
-            Ok(_) => {}
-            Err(failure) => return store_error(failure).into(),
-        }
+    if expects_continue(headers)
+        && let Some(answer) = already_stored(local, &id)
+    {
+        return answer.into();
     }
     let permit = context
         .reserve(
@@ -106,6 +97,19 @@ pub async fn put<E: Engine>(
     };
     drop(permit);
     reply.into()
+}
+
+/// The 200 for a chunk already stored (and not known lost: that one is received and
+/// stored again), or the store's failure; `None` to receive the body.
+fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
+    match local.lookup(id) {
+        Ok(Some(_)) if !local.is_lost(id) => Some(json(
+            StatusCode::OK,
+            &serde_json::json!({ "id": id, "created": false }),
+        )),
+        Ok(_) => None,
+        Err(failure) => Some(store_error(failure)),
+    }
 }
 
 /// The declared `Content-Length` (`None` without one), or the 400 or 413 it calls for.
