@@ -100,7 +100,9 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,
 
-    /// Time a client has to send a request's header section once it starts.
+    /// Time a client has to send a request's header section: from the accept (a
+    /// connection that sends nothing is closed then), or on a keep-alive connection from
+    /// the request's first byte; on HTTP/2, the preface and first SETTINGS frame.
     #[arg(long, env = "CHUNKD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -141,10 +143,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_MAX_INFLIGHT_BYTES_PER_CONNECTION", default_value = "16M", value_parser = parse_size)]
     pub max_inflight_bytes_per_connection: u64,
 
-    /// Time a response may go without progress (its body's next segment taken for
-    /// sending; PINGs and other frames do not count) before its connection is cut and the
-    /// budget it holds freed. nginx's send_timeout is 60 s; ours is 30 s because a response
-    /// is at most one chunk (1 MiB by default) and holds in-flight budget while it waits.
+    /// Time a response may go without progress before its connection is cut and the
+    /// budget it holds freed: on HTTP/1.1 any bytes written; on HTTP/2 the response's own
+    /// body taking its next segment (at most a shard, 256 KiB of a 1 MiB chunk in 4+1), as
+    /// PINGs and other streams' frames do not count. nginx's send_timeout is 60 s; ours is
+    /// 30 s because a response is at most one chunk and holds budget while it waits.
     #[arg(long, env = "CHUNKD_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 
