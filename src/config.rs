@@ -119,7 +119,9 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,
 
-    /// Time a client has to send a request's header section once it starts.
+    /// Time a client has to send a request's header section: from the accept (a
+    /// connection that sends nothing is closed then), or on a keep-alive connection from
+    /// the request's first byte; on HTTP/2, the preface and first SETTINGS frame.
     #[arg(long, env = "CHUNKD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -127,13 +129,66 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Most open connections on the node; more are closed at once.
+    /// Most open connections on the node. At the limit an idle keep-alive connection
+    /// (one that has had a request, and has none now) is closed to make room, as nginx
+    /// does; with none idle, the new connection is closed at once.
     #[arg(long, env = "CHUNKD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most open connections from one client address; more are closed at once (nginx's
+    /// limit_conn, off there by default). A tenth of the default --max-connections, so it
+    /// takes ten addresses to fill the node, while one client needs few connections
+    /// (HTTP/2 carries 256 streams on each).
+    #[arg(
+        long,
+        env = "CHUNKD_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_client: usize,
 
     /// Most bytes of request and response bodies in flight per core; requests beyond wait.
     #[arg(long, env = "CHUNKD_MAX_INFLIGHT_BYTES_PER_CORE", default_value = "256M", value_parser = parse_size)]
     pub max_inflight_bytes_per_core: u64,
+
+    /// Most bytes of one client address's request and response bodies in flight per core
+    /// (a quarter of the default core budget: no one address can take a core's budget;
+    /// nginx has no such byte share, its limit_conn counts connections).
+    #[arg(long, env = "CHUNKD_MAX_INFLIGHT_BYTES_PER_CLIENT", default_value = "64M", value_parser = parse_size)]
+    pub max_inflight_bytes_per_client: u64,
+
+    /// Most bytes of one connection's request and response bodies in flight (16 chunks of
+    /// 1 MiB: more than a 10 Gb/s link's bandwidth-delay product at 10 ms; its requests
+    /// beyond wait without holding any of the core's budget).
+    #[arg(long, env = "CHUNKD_MAX_INFLIGHT_BYTES_PER_CONNECTION", default_value = "16M", value_parser = parse_size)]
+    pub max_inflight_bytes_per_connection: u64,
+
+    /// Time a response may go without progress before its connection is cut and the
+    /// budget it holds freed: on HTTP/1.1 any bytes written; on HTTP/2 the response's own
+    /// body taking its next segment (at most a shard, 256 KiB of a 1 MiB chunk in 4+1), as
+    /// PINGs and other streams' frames do not count. nginx's send_timeout is 60 s; ours is
+    /// 30 s because a response is at most one chunk and holds budget while it waits.
+    #[arg(long, env = "CHUNKD_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Time a request body may take in all, from its headers to its last byte, before a
+    /// 408 (a trickling body holds budget; the idle timeout still applies between reads).
+    /// nginx's client_body_timeout (60 s) runs between reads only, which a body sending a
+    /// byte every few seconds never trips; 60 s for the whole body asks at most
+    /// 17 KiB/s of a 1 MiB chunk.
+    #[arg(long, env = "CHUNKD_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Longest time the rest of a refused request body (401, 413) is read and dropped
+    /// while the answer goes out, so a client still sending reads the answer instead of a
+    /// reset. nginx's lingering_time is 30 s; a refused chunk is at most a few MiB, which
+    /// takes well under 5 s on any link a cache tier serves.
+    #[arg(long, env = "CHUNKD_LINGERING_TIME", default_value = "5s", value_parser = parse_duration)]
+    pub lingering_time: Duration,
+
+    /// Most bytes of a refused request body read and dropped (see --lingering-time): a
+    /// few times the largest chunk, enough for a client that sent a chunk slightly too big.
+    #[arg(long, env = "CHUNKD_LINGERING_BYTES", default_value = "8M", value_parser = parse_size)]
+    pub lingering_bytes: u64,
 
     /// Most concurrent HTTP/2 streams per connection.
     #[arg(long, env = "CHUNKD_MAX_STREAMS_PER_CONNECTION", default_value_t = 256)]

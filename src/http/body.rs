@@ -22,6 +22,9 @@ pub struct Body {
 pub trait Done {
     /// `sent_bytes` of the body went out; `complete` says whether all of it did.
     fn done(self: Box<Self>, sent_bytes: u64, complete: bool);
+
+    /// hyper took another segment to send: the response is making progress.
+    fn progress(&self) {}
 }
 
 impl Body {
@@ -78,6 +81,9 @@ impl http_body::Body for Body {
                 let len = segment.len() as u64;
                 self.remaining_bytes -= len;
                 self.sent_bytes += len;
+                if let Some(done) = &self.on_done {
+                    done.progress();
+                }
                 Poll::Ready(Some(Ok(Frame::data(segment))))
             }
             None => {

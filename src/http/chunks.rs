@@ -4,6 +4,7 @@
 use http::{Method, Request};
 use hyper::body::Incoming;
 
+use super::budget::ConnShares;
 use super::context::CoreContext;
 use super::reply::{Reply, method_not_allowed};
 use super::target::target;
@@ -15,15 +16,16 @@ pub async fn chunk<E: Engine>(
     context: &CoreContext<E>,
     id: &str,
     request: Request<Incoming>,
+    shares: &ConnShares,
 ) -> Reply {
     let (id, local) = match target(context, id) {
         Ok(target) => target,
         Err(refusal) => return *refusal,
     };
     match *request.method() {
-        Method::GET => get::get(context, &local, &id, false, request.headers()).await,
-        Method::HEAD => get::get(context, &local, &id, true, request.headers()).await,
-        Method::PUT => put::put(context, &local, id, request).await,
+        Method::GET => get::get(context, &local, &id, false, request.headers(), shares).await,
+        Method::HEAD => get::get(context, &local, &id, true, request.headers(), shares).await,
+        Method::PUT => put::put(context, &local, id, request, shares).await,
         Method::DELETE => delete::delete(context, &local, &id, request.headers()).await,
         _ => method_not_allowed("GET, HEAD, PUT, DELETE").into(),
     }

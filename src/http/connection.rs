@@ -5,6 +5,8 @@
 //! **Invariant:** everything here runs on the core's own thread (`spawn_local`); nothing
 //! a connection holds moves to another core.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::conn::{ConnState, TimedStream};
+use super::conn::{ConnState, TimedStream, Timeouts};
 use super::context::CoreContext;
 use super::node::Node;
 use super::service;
@@ -27,6 +29,9 @@ pub struct CoreServer<E: Engine> {
     context: Rc<CoreContext<E>>,
     builder: auto::Builder<LocalExec>,
     graceful: GracefulShutdown,
+    /// This core's open connections, by a key of their own.
+    open: Rc<RefCell<HashMap<u64, Rc<ConnState>>>>,
+    next_key: Cell<u64>,
 }
 
 impl<E: Engine> CoreServer<E> {
@@ -37,6 +42,8 @@ impl<E: Engine> CoreServer<E> {
             context: Rc::new(CoreContext::new(node, core)),
             builder,
             graceful: GracefulShutdown::new(),
+            open: Rc::new(RefCell::new(HashMap::new())),
+            next_key: Cell::new(0),
         }
     }
 
@@ -47,54 +54,107 @@ impl<E: Engine> CoreServer<E> {
 
     /// Serves `stream` in a task on this core until the client or the watchdog ends it.
     /// Returns false, and drops (closes) the stream, when the node has `--max-connections`
-    /// open already.
+    /// open already and none of this core's is an idle keep-alive one to close instead.
     pub fn serve<S>(&self, stream: S) -> bool
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
+        self.serve_from(stream, None)
+    }
+
+    /// [`CoreServer::serve`] for a client at `peer`: refused when it has
+    /// `--max-connections-per-client` open, and its connections share one part of this
+    /// core's in-flight budget (`--max-inflight-bytes-per-client`).
+    pub fn serve_from<S>(&self, stream: S, peer: Option<std::net::IpAddr>) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
         let node = self.context.node.clone();
-        if !node.admit_connection() {
-            crate::metrics::connection_cut("over_connection_limit");
+        if let Err(reason) = self.admit(peer) {
+            crate::metrics::connection_cut(reason);
             tracing::warn!(
+                reason,
                 limit = node.config.max_connections,
+                per_client = node.config.max_connections_per_client,
                 "connection limit reached: closing a new connection"
             );
             return false;
         }
         crate::metrics::connection_opened();
         let state = Rc::new(ConnState::new());
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        self.open.borrow_mut().insert(key, state.clone());
+        let open = self.open.clone();
+        let shares = Rc::new(self.context.connection_shares(peer));
         let io = TokioIo::new(TimedStream::new(stream, state.clone()));
         let service = {
             let (context, state) = (self.context.clone(), state.clone());
             hyper::service::service_fn(move |request| {
-                service::handle(context.clone(), state.clone(), request)
+                service::handle(context.clone(), state.clone(), shares.clone(), request)
             })
         };
         let connection = self
             .graceful
             .watch(self.builder.serve_connection(io, service).into_owned());
         tokio::task::spawn_local(async move {
-            let (header_timeout, idle_timeout) =
-                (node.config.header_read_timeout, node.config.idle_timeout);
+            let timeouts = Timeouts {
+                header: node.config.header_read_timeout,
+                idle: node.config.idle_timeout,
+                send: node.config.send_timeout,
+            };
             tokio::select! {
                 result = connection => {
                     if let Err(error) = result {
                         log_connection_error(&*error);
                     }
                 }
-                reason = state.watchdog(header_timeout, idle_timeout) => {
+                reason = state.watchdog(timeouts) => {
                     crate::metrics::connection_cut(reason);
                     if reason == "header_timeout" {
                         tracing::info!(reason, "closing a connection: its request headers took too long");
+                    } else if reason == "send_timeout" {
+                        tracing::info!(reason, "closing a connection: a response made no progress");
                     } else {
                         tracing::debug!(reason, "closing an idle connection");
                     }
                 }
             }
+            open.borrow_mut().remove(&key);
             node.connection_closed();
+            node.client_closed(peer);
             crate::metrics::connection_closed();
         });
         true
+    }
+
+    /// Counts a connection from `peer` in, or says which limit refuses it. At the node's
+    /// limit, this core's longest-idle keep-alive connection is closed to make room.
+    fn admit(&self, peer: Option<std::net::IpAddr>) -> Result<(), &'static str> {
+        let node = &self.context.node;
+        if !node.admit_client(peer) {
+            return Err("over_client_connection_limit");
+        }
+        if node.admit_connection() {
+            return Ok(());
+        }
+        let idlest = self
+            .open
+            .borrow()
+            .values()
+            .filter_map(|state| Some((state.idle_keep_alive_since()?, state.clone())))
+            .min_by_key(|(since, _)| *since);
+        match idlest {
+            Some((_, state)) => {
+                state.evict();
+                node.admit_in_place_of_idle();
+                Ok(())
+            }
+            None => {
+                node.client_closed(peer);
+                Err("over_connection_limit")
+            }
+        }
     }
 
     /// Asks every open connection to finish its requests and close (idle ones close at

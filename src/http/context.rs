@@ -1,12 +1,12 @@
 //! What one core's handlers share: the node, this core's store handle (made on first use,
-//! on this core's thread), the core's in-flight byte budget and a cheap random source.
+//! on this core's thread), the core's in-flight byte budget with its clients' shares
+//! (`budget`), and a cheap random source.
 
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
+use super::budget::{self, BudgetPermit, ClientShares, ConnShares, Share};
 use super::node::Node;
 use crate::store::{Engine, LocalStore};
 use crate::xorshift::XorShift;
@@ -15,23 +15,23 @@ use crate::xorshift::XorShift;
 pub struct CoreContext<E: Engine> {
     pub node: Arc<Node<E>>,
     local: OnceCell<Rc<LocalStore<E>>>,
-    /// Bytes of request and response bodies this core holds at once (in KiB permits, so a
-    /// request's share fits in the semaphore's u32).
-    budget: Arc<Semaphore>,
-    budget_kib: u32,
+    /// Bytes of request and response bodies this core holds at once.
+    budget: Share,
+    /// The most of it each client address may hold.
+    clients: ClientShares,
     random: Cell<u64>,
 }
 
 impl<E: Engine> CoreContext<E> {
     pub fn new(node: Arc<Node<E>>, core: usize) -> CoreContext<E> {
-        let budget_kib = u32::try_from(node.config.max_inflight_bytes_per_core / 1024)
-            .unwrap_or(u32::MAX)
-            .max(1);
+        let config = &node.config;
+        let budget = Share::new(config.max_inflight_bytes_per_core);
+        let clients = ClientShares::new(config.max_inflight_bytes_per_client);
         CoreContext {
             node,
             local: OnceCell::new(),
-            budget: Arc::new(Semaphore::new(budget_kib as usize)),
-            budget_kib,
+            budget,
+            clients,
             random: Cell::new(
                 0x9e37_79b9_7f4a_7c15 ^ (core as u64 + 1).wrapping_mul(0xff51_afd7_ed55_8ccd),
             ),
@@ -53,16 +53,23 @@ impl<E: Engine> CoreContext<E> {
         }
     }
 
-    /// Waits until `bytes` more may be held in flight on this core.
-    pub async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.budget_kib);
-        self.budget
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .expect("the budget semaphore is never closed")
+    /// Waits until `bytes` more may be held in flight on this core by a connection with
+    /// `shares` (see `budget`).
+    pub async fn reserve(&self, shares: &ConnShares, bytes: u64) -> BudgetPermit {
+        budget::reserve(&self.budget, shares, bytes).await
+    }
+
+    /// The shares of a new connection from `peer` (none known: no client share).
+    pub fn connection_shares(&self, peer: Option<std::net::IpAddr>) -> ConnShares {
+        ConnShares {
+            connection: Share::new(self.node.config.max_inflight_bytes_per_connection),
+            client: peer.map(|address| self.clients.of(address)),
+        }
+    }
+
+    /// KiB of this core's budget held now.
+    pub fn budget_held_kib(&self) -> u32 {
+        self.budget.held_kib()
     }
 
     /// 64 fresh pseudo-random bits (multipart boundaries; not a secret).

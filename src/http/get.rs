@@ -7,19 +7,18 @@
 //!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
 //! ```
 
-use bytes::Bytes;
-use futures_util::future::join_all;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Response, StatusCode};
-use tokio::sync::OwnedSemaphorePermit;
-
 use super::body::Body;
+use super::budget::{BudgetPermit, ConnShares};
 use super::context::CoreContext;
 use super::multipart;
 use super::reply::{Refusal, Reply, error, store_error};
 use crate::chunk::ChunkId;
 use crate::range::{self, ByteRange, Precondition, Resolution};
 use crate::store::{Engine, LocalStore, StoreError};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
@@ -30,6 +29,7 @@ pub async fn get<E: Engine>(
     id: &ChunkId,
     head: bool,
     headers: &HeaderMap,
+    shares: &ConnShares,
 ) -> Reply {
     let len_bytes = match stored_len(local, id, head) {
         Ok(len_bytes) => len_bytes,
@@ -37,7 +37,7 @@ pub async fn get<E: Engine>(
     };
     let etag = range::chunk_etag(&id.to_string());
     if let Some(answer) = preconditions(headers, &etag, len_bytes) {
-        return answer.into();
+        return confirmed(local, id, head, *answer);
     }
     if head {
         crate::metrics::lookup(true);
@@ -47,12 +47,12 @@ pub async fn get<E: Engine>(
     }
     let ranges = match wanted_ranges(headers, &etag, len_bytes) {
         Ok(ranges) => ranges,
-        Err(refusal) => return refusal.into(),
+        Err(refusal) => return confirmed(local, id, head, *refusal),
     };
     let wanted_bytes = ranges
         .as_ref()
         .map_or(len_bytes, |r| r.iter().map(|r| r.len_bytes()).sum());
-    let permit = context.reserve(wanted_bytes).await;
+    let permit = context.reserve(shares, wanted_bytes).await;
     let read = match ranges {
         None => read_whole(local, id, len_bytes).await,
         Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
@@ -80,8 +80,27 @@ fn stored_len<E: Engine>(local: &LocalStore<E>, id: &ChunkId, head: bool) -> Res
     }
 }
 
+/// `answer` (a 304, 412 or 416, which reads no shard), once the full id is confirmed in
+/// the catalog: a GET's length comes from the index, keyed by the id's first 64 bits, so
+/// without this an id sharing them with a stored chunk would learn its length (issue 11).
+/// HEAD's length came from the catalog already.
+fn confirmed<E: Engine>(
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    head: bool,
+    answer: Response<Body>,
+) -> Reply {
+    if head {
+        return answer.into();
+    }
+    match stored_len(local, id, true) {
+        Ok(_) => answer.into(),
+        Err(refusal) => refusal.into(),
+    }
+}
+
 /// The 304 or 412 that `If-None-Match` / `If-Match` call for, if any.
-fn preconditions(headers: &HeaderMap, etag: &str, len_bytes: u64) -> Option<Response<Body>> {
+fn preconditions(headers: &HeaderMap, etag: &str, len_bytes: u64) -> Option<Refusal> {
     match range::check_preconditions(
         true,
         joined(headers, header::IF_MATCH).as_deref(),
@@ -94,12 +113,12 @@ fn preconditions(headers: &HeaderMap, etag: &str, len_bytes: u64) -> Option<Resp
             set_length(&mut response, len_bytes);
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             chunk_headers(&mut response, etag);
-            Some(response)
+            Some(Box::new(response))
         }
-        Precondition::Failed => Some(error(
+        Precondition::Failed => Some(Box::new(error(
             StatusCode::PRECONDITION_FAILED,
             "If-Match does not match the chunk's ETag",
-        )),
+        ))),
     }
 }
 
@@ -133,11 +152,7 @@ fn wanted_ranges(
 }
 
 /// The 200 or 206 of a read, holding `permit` until its body is sent; or the failure's.
-fn answer(
-    read: Result<Response<Body>, StoreError>,
-    etag: &str,
-    permit: OwnedSemaphorePermit,
-) -> Reply {
+fn answer(read: Result<Response<Body>, StoreError>, etag: &str, permit: BudgetPermit) -> Reply {
     match read {
         Ok(mut response) => {
             crate::metrics::lookup(true);

@@ -84,9 +84,9 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    server.serve(stream);
+                    server.serve_from(stream, Some(peer.ip()));
                 }
                 Err(error) => {
                     tracing::warn!(core, %error, "accept failed");

@@ -19,8 +19,10 @@
 //! - `service` (routing and per-request bookkeeping), then one file per command: `get`
 //!   (GET and HEAD), `put`, `delete`, `meta`, `ops` (`/metrics`, `/healthz`, `/readyz`),
 //!   with `chunks` (the method dispatch of a chunk's path), `target` (its id and store),
-//!   `auth` (the write token);
+//!   `auth` (the write token), `linger` (a refused body drained while its answer goes
+//!   out);
 //! - leaves: `reply` (answers and error bodies), `body` (zero-copy response bodies),
+//!   `budget` (the in-flight byte budget's core, client and connection shares),
 //!   `multipart` (multipart/byteranges).
 //!
 //! **Architecture invariant:** handlers never block their core: store I/O goes through the
@@ -30,6 +32,7 @@
 
 mod auth;
 mod body;
+mod budget;
 mod chunks;
 mod conn;
 mod connection;
@@ -37,6 +40,7 @@ mod context;
 mod delete;
 mod error;
 mod get;
+mod linger;
 mod listen;
 mod meta;
 mod multipart;

@@ -4,8 +4,10 @@
 //! Generic over the store's device engine, so the same node runs on io_uring in the binary
 //! and on the simulated engine in the in-process tests.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::watch;
 
@@ -23,6 +25,8 @@ pub struct Node<E: Engine> {
     /// False when the node listens beyond loopback with no token and no explicit opt-in.
     pub open_writes: bool,
     connections: AtomicUsize,
+    /// Open connections by client address (only addresses with some open).
+    clients: Mutex<HashMap<IpAddr, usize>>,
     /// `true` once shutdown has begun.
     shutdown: watch::Sender<bool>,
 }
@@ -43,6 +47,7 @@ impl<E: Engine> Node<E> {
             shutting_down: AtomicBool::new(false),
             open_writes,
             connections: AtomicUsize::new(0),
+            clients: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         }
     }
@@ -76,9 +81,47 @@ impl<E: Engine> Node<E> {
         true
     }
 
+    /// Counts a connection in over the limit: one that takes the place of an idle
+    /// connection being closed (whose count goes when its task ends).
+    pub fn admit_in_place_of_idle(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts an admitted connection out.
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a new connection from `peer` in, unless it has
+    /// `--max-connections-per-client` open already (always true with no address).
+    pub fn admit_client(&self, peer: Option<IpAddr>) -> bool {
+        let Some(address) = peer else {
+            return true;
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let open = clients.entry(address).or_insert(0);
+        if *open >= self.config.max_connections_per_client {
+            if *open == 0 {
+                clients.remove(&address);
+            }
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    /// Counts a connection from `peer` admitted by [`Node::admit_client`] out.
+    pub fn client_closed(&self, peer: Option<IpAddr>) {
+        let Some(address) = peer else {
+            return;
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = clients.get_mut(&address) {
+            *open -= 1;
+            if *open == 0 {
+                clients.remove(&address);
+            }
+        }
     }
 
     /// Connections open now.

@@ -9,13 +9,15 @@
 use std::time::Duration;
 
 use http::header::{self, HeaderMap};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::auth::write_refusal;
 use super::body::Body;
+use super::budget::ConnShares;
 use super::context::CoreContext;
+use super::linger::{Linger, linger};
 use super::reply::{Refusal, Reply, error, json, store_error};
 use crate::chunk::ChunkId;
 use crate::store::{ChunkBuffer, Engine, LocalStore, PutOutcome, VerifiedChunk};
@@ -25,39 +27,61 @@ pub async fn put<E: Engine>(
     local: &LocalStore<E>,
     id: ChunkId,
     request: Request<Incoming>,
+    shares: &ConnShares,
 ) -> Reply {
-    if let Some(refusal) = write_refusal(context, request.headers()) {
-        return refusal;
+    let (parts, mut body) = request.into_parts();
+    let headers = &parts.headers;
+    let config = &context.node.config;
+    let linger_limits = Linger {
+        time: config.lingering_time,
+        bytes: config.lingering_bytes,
+    };
+    // An answer before the body: on HTTP/1.x the body is drained while it goes out
+    // (`linger`), unless the client waits for `100 Continue` and so has not sent it.
+    // HTTP/2 declines the rest of one stream's upload with RST_STREAM(NO_ERROR) instead,
+    // which hyper sends when the body is dropped, and the connection carries on.
+    let lingers = parts.version < Version::HTTP_2 && !expects_continue(headers);
+    let early = |refusal: Reply, body: Incoming| {
+        if lingers {
+            linger(body, linger_limits);
+        }
+        refusal
+    };
+    if let Some(refusal) = write_refusal(context, headers) {
+        return early(refusal, body);
     }
-    let declared = match declared_len(request.headers(), local.max_chunk_bytes()) {
+    let declared = match declared_len(headers, local.max_chunk_bytes()) {
         Ok(declared) => declared,
-        Err(refusal) => return refusal.into(),
+        Err(refusal) => return early(refusal.into(), body),
     };
     // A client waiting for `100 Continue` has not sent the body, so a chunk already stored
     // is confirmed without it. Any other client is sending it already: it is read (and
     // checked against the id) before the 200, because answering first cuts the upload
     // off, and clients report the reset connection or stream as a failed PUT.
-    if expects_continue(request.headers()) {
-        match local.lookup(&id) {
-            // A chunk known lost is received and stored again.
-            Ok(Some(_)) if !local.is_lost(&id) => {
-                return json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "id": id, "created": false }),
-                )
-                .into();
-            }
-            Ok(_) => {}
-            Err(failure) => return store_error(failure).into(),
-        }
+    if expects_continue(headers)
+        && let Some(answer) = already_stored(local, &id)
+    {
+        return answer.into();
     }
     let permit = context
-        .reserve(declared.unwrap_or(u64::from(local.max_chunk_bytes())))
+        .reserve(
+            shares,
+            declared.unwrap_or(u64::from(local.max_chunk_bytes())),
+        )
         .await;
-    let idle_timeout = context.node.config.idle_timeout;
-    let chunk = match receive(local, &id, declared, request.into_body(), idle_timeout).await {
+    let limits = BodyLimits {
+        idle: config.idle_timeout,
+        whole: config.body_timeout,
+    };
+    let chunk = match receive(local, &id, declared, &mut body, limits).await {
         Ok(chunk) => chunk,
-        Err(refusal) => return refusal.into(),
+        Err(refusal) => {
+            // Refused part-way: the client is sending (any `100 Continue` went out).
+            if parts.version < Version::HTTP_2 && refusal.status() != StatusCode::REQUEST_TIMEOUT {
+                linger(body, linger_limits);
+            }
+            return refusal.into();
+        }
     };
     let len = chunk.layout().chunk_len_bytes();
     let reply = match local.put(chunk).await {
@@ -73,6 +97,19 @@ pub async fn put<E: Engine>(
     };
     drop(permit);
     reply.into()
+}
+
+/// The 200 for a chunk already stored (and not known lost: that one is received and
+/// stored again), or the store's failure; `None` to receive the body.
+fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
+    match local.lookup(id) {
+        Ok(Some(_)) if !local.is_lost(id) => Some(json(
+            StatusCode::OK,
+            &serde_json::json!({ "id": id, "created": false }),
+        )),
+        Ok(_) => None,
+        Err(failure) => Some(store_error(failure)),
+    }
 }
 
 /// The declared `Content-Length` (`None` without one), or the 400 or 413 it calls for.
@@ -105,16 +142,27 @@ fn expects_continue(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
+/// How long a request body may take.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    /// Between two reads (`--idle-timeout`).
+    idle: Duration,
+    /// For the whole body (`--body-timeout`).
+    whole: Duration,
+}
+
 /// Reads the body into a chunk buffer, hashing as it goes; the verified chunk or the answer
 /// that refuses it. Nothing is stored unless the whole body arrived and hashes to `id`.
-/// A body that sends nothing for `idle_timeout` gets a 408.
+/// A body that sends nothing for the idle limit, or is not all in by the whole-body
+/// limit, gets a 408.
 async fn receive<E: Engine>(
     local: &LocalStore<E>,
     id: &ChunkId,
     declared: Option<u64>,
-    mut body: Incoming,
-    idle_timeout: Duration,
+    body: &mut Incoming,
+    limits: BodyLimits,
 ) -> Result<VerifiedChunk, Response<Body>> {
+    let deadline = tokio::time::Instant::now() + limits.whole;
     let max = u64::from(local.max_chunk_bytes());
     let too_large = || {
         error(
@@ -130,8 +178,11 @@ async fn receive<E: Engine>(
     };
     let mut gathered: Vec<u8> = Vec::new();
     loop {
-        let frame = match tokio::time::timeout(idle_timeout, body.frame()).await {
-            Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "request body stalled")),
+        let wait = limits
+            .idle
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
             Ok(None) => break,
             Ok(Some(Err(failure))) => {
                 return Err(error(

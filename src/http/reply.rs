@@ -2,21 +2,21 @@
 //! until sent), plain-text, JSON and `{"error": …}` bodies, the 405 with its `Allow`, and
 //! the status a store failure maps to.
 //!
-//! **Invariant:** a leaf: it names no other file of `http` but `body`, so every handler
-//! can build its answers here without calling back into routing.
+//! **Invariant:** a leaf: it names no other file of `http` but `body` and `budget`, so
+//! every handler can build its answers here without calling back into routing.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::Body;
+use super::budget::BudgetPermit;
 use crate::store::{QUARANTINE, StoreError};
 
 /// A handler's answer, with what must live until its body has been sent.
 pub struct Reply {
     pub response: Response<Body>,
-    /// This core's in-flight byte budget held by the request (see `CoreContext::reserve`).
-    pub permit: Option<OwnedSemaphorePermit>,
+    /// This core's in-flight byte budget held by the request (see `budget`).
+    pub permit: Option<BudgetPermit>,
 }
 
 impl From<Response<Body>> for Reply {

@@ -6,12 +6,8 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
-
 use super::body::{Body, Done};
+use super::budget::{BudgetPermit, ConnShares};
 use super::chunks;
 use super::conn::ConnState;
 use super::context::CoreContext;
@@ -19,18 +15,22 @@ use super::meta;
 use super::ops;
 use super::reply::{Reply, error};
 use crate::store::Engine;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 /// Serves one request.
 pub async fn handle<E: Engine>(
     context: Rc<CoreContext<E>>,
     conn: Rc<ConnState>,
+    shares: Rc<ConnShares>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     conn.request_started();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (route, reply) = route(&context, request).await;
+    let (route, reply) = route(&context, request, &shares).await;
     let Reply {
         mut response,
         permit,
@@ -56,6 +56,7 @@ pub async fn handle<E: Engine>(
         path,
         status: response.status(),
         started,
+        send: conn.send_started(),
         conn,
         access_log: context.node.config.access_log,
         _permit: permit,
@@ -82,9 +83,11 @@ struct Finish {
     path: String,
     status: StatusCode,
     started: Instant,
+    /// This response's key in the connection's send-progress watch.
+    send: u64,
     conn: Rc<ConnState>,
     access_log: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<BudgetPermit>,
 }
 
 impl Done for Finish {
@@ -108,7 +111,12 @@ impl Done for Finish {
                 micros = elapsed.as_micros() as u64,
             );
         }
+        self.conn.send_ended(self.send);
         self.conn.request_finished();
+    }
+
+    fn progress(&self) {
+        self.conn.send_progress(self.send);
     }
 }
 
@@ -116,11 +124,22 @@ impl Done for Finish {
 async fn route<E: Engine>(
     context: &CoreContext<E>,
     request: Request<Incoming>,
+    shares: &ConnShares,
 ) -> (&'static str, Reply) {
+    if has_unsupported_transfer_coding(request.headers()) {
+        return (
+            "other",
+            error(
+                StatusCode::NOT_IMPLEMENTED,
+                "only Transfer-Encoding: chunked is supported",
+            )
+            .into(),
+        );
+    }
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["v1", "chunks", id] => ("chunk", chunks::chunk(context, id, request).await),
+        ["v1", "chunks", id] => ("chunk", chunks::chunk(context, id, request, shares).await),
         ["v1", "chunks", id, "meta"] => ("chunk_meta", meta::meta(context, id, &request).await),
         ["v1", "manifests", ..] | ["v1", "gc"] => (
             "not_implemented",
@@ -137,5 +156,22 @@ async fn route<E: Engine>(
             "other",
             error(StatusCode::NOT_FOUND, "no such route").into(),
         ),
+    }
+}
+
+/// True when `Transfer-Encoding` names any coding but a single `chunked` (RFC 9112 §6.1:
+/// a server that does not understand a coding answers 501). hyper decodes the final
+/// `chunked` and would hand on `gzip, chunked` bodies still gzipped, to be stored as is.
+fn has_unsupported_transfer_coding(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|coding| coding.trim_ascii())
+        .filter(|coding| !coding.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(only), None) => !only.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => true,
     }
 }

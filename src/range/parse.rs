@@ -43,8 +43,11 @@ pub enum RangeSpec {
 ///
 /// `None` means *ignore the header* (send the whole body): the unit is not `bytes`
 /// (compared case-insensitively), the syntax is invalid (including whitespace around the
-/// `=`, a `last` below its `first`, a number that overflows `u64`, bytes that are not
-/// ASCII), there is no range-spec at all, or there are more than [`MAX_RANGES`].
+/// `=`, a `last` below its `first`, bytes that are not ASCII), there is no range-spec at
+/// all, or there are more than [`MAX_RANGES`]. A position too large for `u64` is valid
+/// syntax (the grammar puts no bound on `1*DIGIT`) and is read as `u64::MAX`: no body is
+/// that long, so `0-18446744073709551616` is "to the end" and a first-pos that large is
+/// past the end (unsatisfiable), as RFC 9110 §14.1.1 reads them.
 /// Empty list elements (`bytes=0-1,,5-6`, a leading or trailing comma) are allowed, as
 /// the RFC's list syntax says. Never panics.
 pub fn parse_range(value: &[u8]) -> Option<Vec<RangeSpec>> {
@@ -97,7 +100,8 @@ fn parse_range_spec(spec: &[u8]) -> Option<RangeSpec> {
     }
 }
 
-/// Parses `1*DIGIT` as a `u64`; `None` when empty, not all digits, or too large.
+/// Parses `1*DIGIT` as a `u64`, saturating at `u64::MAX` (see [`parse_range`]); `None`
+/// when empty or not all digits.
 ///
 /// Not `str::parse`, which would also take a leading `+`.
 fn parse_digits(digits: &[u8]) -> Option<u64> {
@@ -106,6 +110,6 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
     }
     digits.iter().try_fold(0u64, |value, &byte| {
         let digit = u64::from(byte.checked_sub(b'0').filter(|d| *d <= 9)?);
-        value.checked_mul(10)?.checked_add(digit)
+        Some(value.saturating_mul(10).saturating_add(digit))
     })
 }

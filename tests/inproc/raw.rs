@@ -31,6 +31,14 @@ impl Raw {
         })
     }
 
+    /// Opens a connection from client address `peer`; `None` when the node refused it.
+    pub fn try_connect_from(server: &CoreServer<SimEngine>, peer: std::net::IpAddr) -> Option<Raw> {
+        let (ours, theirs) = tokio::io::duplex(DUPLEX_BYTES);
+        server.serve_from(theirs, Some(peer)).then(|| Raw {
+            reader: BufReader::new(ours),
+        })
+    }
+
     /// A connection the node did not admit: its stream, already closed by the node.
     pub fn refused(server: &CoreServer<SimEngine>) -> Raw {
         let (ours, theirs) = tokio::io::duplex(DUPLEX_BYTES);
