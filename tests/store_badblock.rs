@@ -433,3 +433,32 @@ fn chunks_at_risk_counts_distinct_chunks() {
         assert_eq!(health.chunks_at_risk, 40, "every chunk once, none twice");
     });
 }
+
+/// A read error is no evidence that a shard is gone: a repair that finds too few shards
+/// because devices failed their reads (EIO) leaves the chunk unreadable for now, never
+/// dropped; once the devices answer again it reads back whole. (Before the fix the repair
+/// counted every failed read as a lost shard and dropped a chunk that was still there.)
+#[test]
+fn read_errors_alone_never_get_a_chunk_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(66);
+    let cfg = repair_config(dir.path(), Scheme::DEFAULT);
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    run(async {
+        let local = store.local().unwrap();
+        let ids = put_mib(&local, 0..2).await;
+        engine.set_faults(FaultPlan {
+            read_eio_ppm: 1_000_000,
+            ..FaultPlan::default()
+        });
+        assert_eq!(
+            local.repair(&ids[0]).await.unwrap(),
+            RepairOutcome::Unrecoverable
+        );
+        engine.set_faults(FaultPlan::default());
+        assert_eq!(store.health().chunks_lost, 0, "nothing dropped");
+        let (_, bytes) = mib_chunk(0);
+        let read = local.read(&ids[0], 0..MIB as u64).await.unwrap();
+        assert!(read.to_vec() == bytes, "the chunk reads back whole");
+    });
+}

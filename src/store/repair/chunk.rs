@@ -52,7 +52,12 @@ pub struct ShardHealth {
 struct Reading {
     windows: Vec<Window>,
     present: ShardSet,
+    /// Shards on usable devices that did not verify or could not be read.
     bad: ShardSet,
+    /// Of `bad`, the shards whose device answered with bytes that failed verification (a
+    /// checksum, or a header of another chunk or write) — evidence the shard is gone, as a
+    /// read error is not: a device that failed a read may answer the next one.
+    corrupt: ShardSet,
 }
 
 impl<E: Engine> LocalStore<E> {
@@ -93,6 +98,7 @@ impl<E: Engine> LocalStore<E> {
             mut windows,
             present,
             bad,
+            corrupt,
         } = read_all(&stripe).await;
         if bad.is_empty() {
             return Ok(RepairOutcome::Healthy);
@@ -102,11 +108,13 @@ impl<E: Engine> LocalStore<E> {
                 .counters
                 .chunks_unreadable
                 .fetch_add(1, Ordering::Relaxed);
-            // Every device answered and too few shards verified; a second look rules out
-            // a fault of the reads themselves (a flip on the wire, a transient EIO).
-            if present.len() + bad.len() == w {
+            // Lost only on evidence: every shard was read, and those that did not verify
+            // came back corrupt — a read error (EIO, a ring failure) is no evidence, since
+            // the device may answer later, so such a chunk stays unreadable (503) rather
+            // than dropped. A second look rules out a flip on the way.
+            if present.len() + corrupt.len() == w {
                 let again = read_all(&stripe).await;
-                if again.present.len() < k && again.present.len() + again.bad.len() == w {
+                if again.present.len() < k && again.present.len() + again.corrupt.len() == w {
                     self.drop_lost(id, entry.generation, again.present.len())
                         .await?;
                 }
@@ -178,6 +186,7 @@ async fn read_all<E: Engine>(stripe: &Stripe<'_, E>) -> Reading {
         windows: Vec::with_capacity(stripe.width()),
         present: ShardSet::empty(),
         bad: ShardSet::empty(),
+        corrupt: ShardSet::empty(),
     };
     for (s, result) in results.into_iter().enumerate() {
         match result {
@@ -185,9 +194,12 @@ async fn read_all<E: Engine>(stripe: &Stripe<'_, E>) -> Reading {
                 reading.present = reading.present.with(s);
                 reading.windows.push(window);
             }
-            Err(_) => {
+            Err(fault) => {
                 if stripe.usable(s) {
                     reading.bad = reading.bad.with(s);
+                    if matches!(fault, Fault::Corrupt(_) | Fault::OtherChunk) {
+                        reading.corrupt = reading.corrupt.with(s);
+                    }
                 }
                 reading.windows.push(Window::scratch(0..shard_len));
             }
