@@ -93,8 +93,15 @@ impl http_body::Body for Body {
         }
     }
 
+    /// True for a body that never had bytes, and for one whose end hyper has polled. Not
+    /// after the last segment is taken: hyper's HTTP/2 server would send that segment
+    /// marked END_STREAM and drop the body at once — running `done`, which frees the
+    /// request's budget — while the segment still waits in h2's send buffer for the
+    /// client's window. Answering false makes hyper poll once more, which it does only
+    /// when the stream has send capacity again (the buffered bytes have gone out); that
+    /// poll ends the body (an empty END_STREAM frame) and runs `done`.
     fn is_end_stream(&self) -> bool {
-        self.segments.is_empty()
+        self.segments.is_empty() && (self.sent_bytes == 0 || self.on_done.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -126,6 +133,30 @@ mod tests {
         fn done(self: Box<Self>, sent_bytes: u64, complete: bool) {
             self.0.set(Some((sent_bytes, complete)));
         }
+    }
+
+    #[test]
+    fn a_body_ends_on_the_poll_after_its_last_segment_not_with_it() {
+        let seen = Rc::new(Cell::new(None));
+        let mut body =
+            Body::full(Bytes::from_static(b"abc")).on_done(Box::new(Record(seen.clone())));
+        assert!(!body.is_end_stream());
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let first = Pin::new(&mut body).poll_frame(&mut cx);
+        assert!(matches!(first, Poll::Ready(Some(Ok(_)))));
+        assert!(
+            !body.is_end_stream(),
+            "the last segment may still be in the transport's buffer"
+        );
+        assert_eq!(seen.get(), None, "its resources are still held");
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(body.is_end_stream());
+        assert_eq!(seen.get(), Some((3, true)));
+        assert!(Body::empty().is_end_stream(), "an empty body ends at once");
     }
 
     #[test]
