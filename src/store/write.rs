@@ -44,9 +44,10 @@ impl<E: Engine> LocalStore<E> {
                 Some(_) if !lock(&shared.unrecoverable).contains(chunk.id()) => {
                     return Ok(PutOutcome::AlreadyPresent);
                 }
-                // Known lost: forget the broken copy, then store this one as new.
-                Some(_) => {
-                    self.delete(chunk.id()).await?;
+                // Known lost: forget the broken copy — only the copy seen here, never one a
+                // concurrent PUT has just stored — then store this one as new.
+                Some(broken) => {
+                    self.remove(chunk.id(), Some(broken.generation)).await?;
                     lock(&shared.unrecoverable).remove(chunk.id());
                 }
             }
