@@ -135,7 +135,8 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Most open connections from one client address; more are closed at once (nginx's
+    /// Most open connections from one client (an IPv4 address, or an IPv6 /64); more are
+    /// closed at once (nginx's
     /// limit_conn, off there by default). A tenth of the default --max-connections, so it
     /// takes ten addresses to fill the node, while one client needs few connections
     /// (HTTP/2 carries 256 streams on each).

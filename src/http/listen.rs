@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::connection::CoreServer;
 use super::error::ServeError;
-use super::node::Node;
+use super::node::{Node, client_of};
 use crate::store::Engine;
 
 /// Accepted connections waiting in the kernel per listener.
@@ -86,7 +86,7 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    server.serve_from(stream, Some(peer.ip()));
+                    server.serve_from(stream, Some(client_of(peer.ip())));
                 }
                 Err(error) => {
                     tracing::warn!(core, %error, "accept failed");

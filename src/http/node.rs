@@ -129,3 +129,34 @@ impl<E: Engine> Node<E> {
         self.connections.load(Ordering::Relaxed)
     }
 }
+
+/// The client a connection from `address` counts against for the per-client limits: an
+/// IPv4 address itself (an IPv4-mapped IPv6 address as its IPv4 address), an IPv6 address
+/// by its /64 — a single IPv6 host is usually given a whole /64, so counting addresses
+/// one by one would let it open unlimited connections and budget shares.
+pub fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_ipv4_is_itself() {
+        let client = |text: &str| client_of(text.parse().unwrap()).to_string();
+        assert_eq!(client("192.0.2.7"), "192.0.2.7");
+        assert_eq!(client("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(client("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(client("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::");
+        assert_ne!(client("2001:db8:1:3::1"), client("2001:db8:1:2::1"));
+    }
+}
