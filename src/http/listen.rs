@@ -26,19 +26,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// the listeners, so connections of a previous run in TIME_WAIT do not count.) Port 0 asks
 /// for a free port and needs no probe.
 pub fn ensure_address_free(address: SocketAddr) -> Result<(), ServeError> {
-    use socket2::{Domain, Protocol, Socket, Type};
     if address.port() == 0 {
         return Ok(());
     }
-    let probe = || -> std::io::Result<()> {
-        let socket = Socket::new(
-            Domain::for_address(address),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&address.into())
-    };
+    let probe = || -> std::io::Result<()> { tcp_socket(address)?.bind(&address.into()) };
     match probe() {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -48,16 +39,22 @@ pub fn ensure_address_free(address: SocketAddr) -> Result<(), ServeError> {
     }
 }
 
+/// A TCP socket for `address` with SO_REUSEADDR (a restarted node rebinds at once).
+fn tcp_socket(address: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
 /// A listening socket with SO_REUSEPORT, so every core can bind its own on one address.
 pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, ServeError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let setup = || -> std::io::Result<Socket> {
-        let socket = Socket::new(
-            Domain::for_address(address),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
+    let setup = || -> std::io::Result<socket2::Socket> {
+        let socket = tcp_socket(address)?;
         socket.set_reuse_port(true)?;
         socket.set_tcp_nodelay(true)?;
         socket.bind(&address.into())?;
