@@ -302,8 +302,9 @@ fn the_readme_try_it_block_runs_against_a_live_server() {
     assert!(stdout.contains("\"created\":true"), "{stdout}");
 }
 
-/// The allocator's options as the binary reports them at exit, under `_RJEM_MALLOC_CONF`.
-fn jemalloc_thp_option(run_time_conf: &str) -> String {
+/// The allocator's option `name` as the binary reports it at exit, under
+/// `_RJEM_MALLOC_CONF`.
+fn jemalloc_option(run_time_conf: &str, name: &str) -> String {
     let output = Command::new(binary())
         .args(["id", "Cargo.toml"])
         .env("_RJEM_MALLOC_CONF", run_time_conf)
@@ -314,20 +315,29 @@ fn jemalloc_thp_option(run_time_conf: &str) -> String {
         + &String::from_utf8_lossy(&output.stdout);
     let line = stats
         .lines()
-        .find(|l| l.trim_start().starts_with("opt.thp:"))
-        .unwrap_or_else(|| panic!("no opt.thp in jemalloc's statistics:\n{stats}"));
+        .find(|l| l.trim_start().starts_with(&format!("opt.{name}:")))
+        .unwrap_or_else(|| panic!("no opt.{name} in jemalloc's statistics:\n{stats}"));
     line.trim().to_string()
 }
 
 #[test]
 fn io_buffers_ask_for_huge_pages_unless_the_operator_says_otherwise() {
     assert_eq!(
-        jemalloc_thp_option("stats_print:true"),
+        jemalloc_option("stats_print:true", "thp"),
         r#"opt.thp: "always""#
     );
     assert_eq!(
-        jemalloc_thp_option("thp:default,stats_print:true"),
+        jemalloc_option("thp:default,stats_print:true", "thp"),
         r#"opt.thp: "default""#
+    );
+}
+
+/// Freed heap pages go back to the kernel even when the node is idle after a burst.
+#[test]
+fn the_allocator_returns_freed_memory_from_a_background_thread() {
+    assert_eq!(
+        jemalloc_option("stats_print:true", "background_thread"),
+        "opt.background_thread: true (background_thread: true)"
     );
 }
 
