@@ -17,27 +17,35 @@
 //! 2 GB/s of 128 KiB reads (fio with and without huge-page buffers, ARCHITECTURE.md).
 //! Buffers from the general allocator (jemalloc, even with `thp:always`) landed on huge
 //! pages only by the luck of its allocation history: the same read loop measured 0.6 GB/s
-//! in one process and 1.3 GB/s in another. `buffer_pool` holds the regions and the
-//! per-thread pool, and bounds the idle memory each thread keeps resident (16 MiB): the
-//! pages of idle buffers beyond that go back to the kernel, so memory comes back down after
-//! a burst.
+//! in one process and 1.3 GB/s in another. Region memory is never unmapped: a region buffer that is dropped
+//! goes to the dropping thread's pool, and a thread that ends hands its idle region buffers
+//! and the unused end of its region to the next thread that needs one. The regions of the
+//! whole process are bounded ([`REGION_BYTES_MAX`]); past that, and for buffers longer
+//! than a region, buffers come from the general allocator.
 
+use std::alloc::{self, Layout};
+use std::collections::HashMap;
+use std::ffi::c_void;
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::buffer_pool;
+use rustix::mm;
 
 /// Alignment of every I/O buffer, offset and length: the devices' physical block size,
 /// the crate's one base alignment (`erasure::SHARD_ALIGN_BYTES`).
 pub const IO_ALIGN_BYTES: usize = crate::erasure::SHARD_ALIGN_BYTES;
+
+// A huge page holds whole aligned buffers, so carving regions keeps every buffer aligned.
+const _: () = assert!(HUGE_PAGE_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 
 /// A 4096-aligned buffer whose bytes are all initialised. Its length is a multiple of
 /// 4096.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
-    /// Carved from a region (never unmapped) rather than from the general allocator.
+    /// Carved from a region (never freed) rather than from the general allocator.
     in_region: bool,
 }
 
@@ -45,6 +53,171 @@ pub struct AlignedBuf {
 unsafe impl Send for AlignedBuf {}
 // SAFETY: shared references only allow reads, like &[u8].
 unsafe impl Sync for AlignedBuf {}
+
+/// Bytes of idle general-allocator buffers each thread keeps for reuse.
+const POOL_BYTES_MAX: usize = 64 << 20;
+/// Size of a transparent huge page on x86-64 and of the alignment of every region.
+const HUGE_PAGE_BYTES: usize = 2 << 20;
+/// Bytes mapped per region.
+const REGION_BYTES: usize = 8 << 20;
+/// Bytes of regions the whole process may map.
+const REGION_BYTES_MAX: usize = 1 << 30;
+
+/// Bytes of regions mapped so far.
+static REGION_BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Buffers nobody is using, by length, each with whether it lies in a region.
+type Idle = HashMap<usize, Vec<(NonNull<u8>, bool)>>;
+
+/// Idle buffers of this thread, and the uncarved end of its current region.
+#[derive(Default)]
+struct BufferPool {
+    idle: Idle,
+    /// Bytes of idle general-allocator buffers in `idle`.
+    heap_bytes: usize,
+    region_rest: Option<Range<usize>>,
+}
+
+/// Region memory left behind by threads that ended, for other threads to use.
+#[derive(Default)]
+struct Orphans {
+    idle: HashMap<usize, Vec<NonNull<u8>>>,
+    rests: Vec<Range<usize>>,
+}
+
+// SAFETY: the pointers are to region memory nobody references; whoever takes one owns it.
+unsafe impl Send for Orphans {}
+
+/// Leftover ends of regions shorter than this are not kept: at most this much of a region
+/// goes unused, and the list of leftovers stays short.
+const REST_BYTES_MIN: usize = 64 << 10;
+
+impl Orphans {
+    fn keep_rest(&mut self, rest: Range<usize>) {
+        if rest.len() >= REST_BYTES_MIN {
+            self.rests.push(rest);
+        }
+    }
+}
+
+static ORPHANS: Mutex<Option<Orphans>> = Mutex::new(None);
+
+thread_local! {
+    static POOL: std::cell::RefCell<BufferPool> = std::cell::RefCell::new(BufferPool::default());
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        let mut orphans = lock_orphans();
+        let orphans = orphans.get_or_insert_with(Orphans::default);
+        for (&len, buffers) in &self.idle {
+            for &(ptr, in_region) in buffers {
+                if in_region {
+                    orphans.idle.entry(len).or_default().push(ptr);
+                } else {
+                    // SAFETY: allocated by `heap_allocate` with this length's layout.
+                    unsafe { alloc::dealloc(ptr.as_ptr(), AlignedBuf::layout(len)) }
+                }
+            }
+        }
+        if let Some(rest) = self.region_rest.take() {
+            orphans.keep_rest(rest);
+        }
+    }
+}
+
+fn lock_orphans() -> std::sync::MutexGuard<'static, Option<Orphans>> {
+    // The data is a set of free lists, consistent after any panic.
+    ORPHANS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl BufferPool {
+    /// A buffer of exactly `len` bytes (a multiple of 4096) from this thread's idle
+    /// buffers, its region, other threads' leftovers or a new region, in that order.
+    fn take(&mut self, len: usize) -> Option<(NonNull<u8>, bool)> {
+        if let Some((ptr, in_region)) = self.idle.get_mut(&len).and_then(Vec::pop) {
+            if !in_region {
+                self.heap_bytes -= len;
+            }
+            return Some((ptr, in_region));
+        }
+        if len > REGION_BYTES {
+            return None;
+        }
+        if let Some(ptr) = self.carve(len) {
+            return Some((ptr, true));
+        }
+        let mut orphans = lock_orphans();
+        let orphans = orphans.get_or_insert_with(Orphans::default);
+        if let Some(ptr) = orphans.idle.get_mut(&len).and_then(Vec::pop) {
+            return Some((ptr, true));
+        }
+        // This thread's region is too short for `len`: what is left of it goes to the
+        // shared leftovers (for shorter buffers), and a leftover or a new region replaces it.
+        let next = match orphans.rests.iter().position(|r| r.len() >= len) {
+            Some(at) => orphans.rests.swap_remove(at),
+            None => map_region()?,
+        };
+        if let Some(rest) = self.region_rest.replace(next) {
+            orphans.keep_rest(rest);
+        }
+        self.carve(len).map(|ptr| (ptr, true))
+    }
+
+    /// The next `len` bytes of this thread's region, if it has that many left.
+    fn carve(&mut self, len: usize) -> Option<NonNull<u8>> {
+        let rest = self.region_rest.as_mut().filter(|r| r.len() >= len)?;
+        let start = rest.start;
+        rest.start += len;
+        NonNull::new(start as *mut u8)
+    }
+}
+
+/// Maps a new region, if the process is under its bound; returns its address range.
+fn map_region() -> Option<Range<usize>> {
+    REGION_BYTES_MAPPED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mapped| {
+            (mapped + REGION_BYTES <= REGION_BYTES_MAX).then_some(mapped + REGION_BYTES)
+        })
+        .ok()?;
+    // Map a huge page more than needed and trim, so the region starts on a huge page.
+    let mapped_len = REGION_BYTES + HUGE_PAGE_BYTES;
+    // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+    let mapped = unsafe {
+        mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            mapped_len,
+            mm::ProtFlags::READ | mm::ProtFlags::WRITE,
+            mm::MapFlags::PRIVATE,
+        )
+    };
+    let Ok(base) = mapped else {
+        REGION_BYTES_MAPPED.fetch_sub(REGION_BYTES, Ordering::Relaxed);
+        return None;
+    };
+    let base = base as usize;
+    let start = base.next_multiple_of(HUGE_PAGE_BYTES);
+    let end = start + REGION_BYTES;
+    // SAFETY: both ranges lie inside the mapping just made and outside the region kept;
+    // nothing refers to them. Failing to unmap only leaves them mapped and unused.
+    unsafe {
+        if start > base {
+            let _ = mm::munmap(base as *mut c_void, start - base);
+        }
+        if base + mapped_len > end {
+            let _ = mm::munmap(end as *mut c_void, base + mapped_len - end);
+        }
+        // Advice only: without huge pages the region works on small pages.
+        let _ = mm::madvise(
+            start as *mut c_void,
+            REGION_BYTES,
+            mm::Advice::LinuxHugepage,
+        );
+    }
+    Some(start..end)
+}
 
 impl AlignedBuf {
     /// A buffer of `len_bytes` rounded up to a multiple of 4096, all zeros.
@@ -62,12 +235,27 @@ impl AlignedBuf {
         let len = len_bytes
             .next_multiple_of(IO_ALIGN_BYTES)
             .max(IO_ALIGN_BYTES);
-        let (ptr, in_region) = buffer_pool::take(len);
+        let pooled = POOL
+            .try_with(|pool| pool.borrow_mut().take(len))
+            .ok()
+            .flatten();
+        let (ptr, in_region) = pooled.unwrap_or_else(|| (Self::heap_allocate(len), false));
         AlignedBuf {
             ptr,
             len: len_bytes.next_multiple_of(IO_ALIGN_BYTES),
             in_region,
         }
+    }
+
+    fn heap_allocate(len: usize) -> NonNull<u8> {
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size. Zeroed, so the bytes are initialised.
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout))
+    }
+
+    fn layout(len: usize) -> Layout {
+        Layout::from_size_align(len, IO_ALIGN_BYTES).expect("buffer sizes are far below isize::MAX")
     }
 
     /// Length in bytes (a multiple of 4096).
@@ -90,7 +278,31 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         // The memory behind a buffer is at least a page, even for an empty one.
         let (ptr, len, in_region) = (self.ptr, self.len.max(IO_ALIGN_BYTES), self.in_region);
-        buffer_pool::give_back(ptr, len, in_region);
+        let kept = POOL
+            .try_with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if !in_region {
+                    if pool.heap_bytes + len > POOL_BYTES_MAX {
+                        return false;
+                    }
+                    pool.heap_bytes += len;
+                }
+                pool.idle.entry(len).or_default().push((ptr, in_region));
+                true
+            })
+            .unwrap_or(false);
+        if kept {
+            return;
+        }
+        if in_region {
+            // This thread is ending: the buffer goes to the threads that remain.
+            let mut orphans = lock_orphans();
+            let orphans = orphans.get_or_insert_with(Orphans::default);
+            orphans.idle.entry(len).or_default().push(ptr);
+        } else {
+            // SAFETY: allocated in `heap_allocate` with exactly this layout.
+            unsafe { alloc::dealloc(ptr.as_ptr(), Self::layout(len)) }
+        }
     }
 }
 
@@ -151,7 +363,6 @@ impl Deref for SharedSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::buffer_pool::{HUGE_PAGE_BYTES, IDLE_BYTES_MAX, REGION_BYTES, map_region};
 
     #[test]
     fn buffers_are_aligned_rounded_and_zeroed_when_asked() {
@@ -265,43 +476,5 @@ mod tests {
         // Dropped here, the buffer joins this thread's pool.
         drop(kept);
         assert_eq!(AlignedBuf::scratch(len).as_ptr() as usize, ptr);
-    }
-
-    #[test]
-    fn idle_memory_beyond_the_bound_goes_back_after_a_burst() {
-        std::thread::spawn(|| {
-            // A burst: 256 MiB of 512 KiB buffers held at once, written, then dropped.
-            let len = 512 << 10;
-            let burst: Vec<AlignedBuf> = (0..512)
-                .map(|_| {
-                    let mut buf = AlignedBuf::scratch(len);
-                    buf.fill(9);
-                    buf
-                })
-                .collect();
-            let in_regions = burst.iter().filter(|b| b.in_region()).count() * len;
-            drop(burst);
-            let (resident, released) = buffer_pool::idle_bytes();
-            assert!(
-                resident <= IDLE_BYTES_MAX,
-                "{resident} bytes idle and resident"
-            );
-            assert!(
-                resident >= IDLE_BYTES_MAX - len,
-                "the pool keeps its working set"
-            );
-            assert!(
-                released >= in_regions.saturating_sub(IDLE_BYTES_MAX),
-                "{released} bytes released"
-            );
-            // Steady state after the burst reuses the warm buffers first, then the
-            // released ones, before carving anything new.
-            let again = AlignedBuf::scratch(len);
-            assert_eq!(buffer_pool::idle_bytes(), (resident - len, released));
-            drop(again);
-            assert_eq!(buffer_pool::idle_bytes(), (resident, released));
-        })
-        .join()
-        .unwrap();
     }
 }

@@ -11,8 +11,7 @@
 //! `shard` (the self-checking shard header), `space` (free space per group), `index` (id →
 //! location, in memory), `catalog` (the durable record, in redb) and `commit` (the thread
 //! that writes it), `write` and `read` (the data paths), `repair` (background repair,
-//! scrub and refill), `health`, `device` (the I/O engines), `aligned` (O_DIRECT buffers) and
-//! `buffer_pool` (their huge-page memory, recycled per thread),
+//! scrub and refill), `health`, `device` (the I/O engines), `aligned` (O_DIRECT buffers),
 //! `open` (start-up and recovery). This file only declares them and re-exports the public
 //! names.
 //!
@@ -29,7 +28,6 @@
 //! place; every byte returned was checked against its shard's checksums and header.
 
 mod aligned;
-mod buffer_pool;
 mod catalog;
 mod chunk_buffer;
 mod commit;
