@@ -22,8 +22,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// heap pages to the kernel after their decay time (10 s) even when the node is idle —
 /// without it, pages are purged only inside allocator calls on the thread that freed them,
 /// so a core gone quiet after a burst kept its heap. Measured with `tuning/attacks.py`
-/// (slow writer: 600 trickling 1 MiB PUTs): RSS 30 s after went from 89 to 65 MiB (33 MiB
-/// before the attack).
+/// (slow writer: 600 trickling 1 MiB PUTs): RSS 30 s after went from 185 to 167 MiB (34
+/// before the attack); most of the rest is the I/O-buffer regions (`store::aligned`),
+/// which keep their pages.
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_OPTIONS: &[u8; 34] = b"thp:always,background_thread:true\0";
 
