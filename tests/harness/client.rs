@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::response::Response;
+use super::response::{Response, has_no_body, invalid, parse_header_line, parse_status_line};
 use super::{READ_LIMIT, chunk_path, id_of};
 
 /// One HTTP/1.1 connection.
@@ -97,32 +97,21 @@ impl Client {
     }
 
     fn read_one(&mut self, head: bool) -> std::io::Result<Response> {
-        let status_line = self.read_line()?;
-        let mut words = status_line.splitn(3, ' ');
-        let (version, code) = (words.next(), words.next());
-        if version != Some("HTTP/1.1") {
-            return Err(invalid(format!("bad status line {status_line:?}")));
-        }
-        let status: u16 = code
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+        let status = parse_status_line(&self.read_line()?)?;
         let mut headers = Vec::new();
         loop {
             let line = self.read_line()?;
             if line.is_empty() {
                 break;
             }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
-            headers.push((name.to_owned(), value.trim().to_owned()));
+            headers.push(parse_header_line(&line)?);
         }
         let mut response = Response {
             status,
             headers,
             body: Vec::new(),
         };
-        if head || (100..200).contains(&status) || status == 204 || status == 304 {
+        if has_no_body(head, status) {
             return Ok(response);
         }
         let chunked = response
@@ -206,10 +195,6 @@ fn is_timeout(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
-}
-
-fn invalid(message: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, message.into())
 }
 
 /// The bytes of a request.

@@ -60,3 +60,33 @@ impl Response {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
     }
 }
+
+/// The status code of an HTTP/1.1 status line (`HTTP/1.1 200 OK`).
+pub fn parse_status_line(line: &str) -> std::io::Result<u16> {
+    let mut words = line.splitn(3, ' ');
+    let (version, code) = (words.next(), words.next());
+    if version != Some("HTTP/1.1") {
+        return Err(invalid(format!("bad status line {line:?}")));
+    }
+    code.and_then(|c| c.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {line:?}")))
+}
+
+/// The name and (trimmed) value of a header line.
+pub fn parse_header_line(line: &str) -> std::io::Result<(String, String)> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+    Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// Whether a response carries no body whatever its headers say: the answer to a HEAD,
+/// a 1xx, a 204 or a 304 (RFC 9112 §6.3).
+pub fn has_no_body(head: bool, status: u16) -> bool {
+    head || (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// An error for a malformed response.
+pub fn invalid(message: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.into())
+}

@@ -10,7 +10,7 @@ use chunkd::store::device::sim::SimEngine;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use super::client::DUPLEX_BYTES;
-use super::response::Response;
+use super::response::{Response, has_no_body, invalid, parse_header_line, parse_status_line};
 
 /// One connection, driven byte by byte.
 pub struct Raw {
@@ -102,32 +102,21 @@ impl Raw {
     }
 
     async fn read_one(&mut self, head: bool) -> io::Result<Response> {
-        let status_line = self.read_line().await?;
-        let mut words = status_line.splitn(3, ' ');
-        let (version, code) = (words.next(), words.next());
-        if version != Some("HTTP/1.1") {
-            return Err(invalid(format!("bad status line {status_line:?}")));
-        }
-        let status: u16 = code
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+        let status = parse_status_line(&self.read_line().await?)?;
         let mut headers = Vec::new();
         loop {
             let line = self.read_line().await?;
             if line.is_empty() {
                 break;
             }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
-            headers.push((name.to_owned(), value.trim().to_owned()));
+            headers.push(parse_header_line(&line)?);
         }
         let mut response = Response {
             status,
             headers,
             body: Vec::new(),
         };
-        if head || (100..200).contains(&status) || status == 204 || status == 304 {
+        if has_no_body(head, status) {
             return Ok(response);
         }
         let chunked = response
@@ -194,10 +183,6 @@ impl Raw {
             Ok(Ok(_)) => panic!("unexpected bytes from the node: {byte:?}"),
         }
     }
-}
-
-fn invalid(message: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
 /// The bytes of a request: `method path`, `Host`, `headers`, and a Content-Length for any
