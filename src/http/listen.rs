@@ -10,12 +10,15 @@ use std::time::Duration;
 use super::connection::CoreServer;
 use super::error::ServeError;
 use super::node::{Node, client_of};
-use crate::store::Engine;
+use crate::store::{Engine, release_idle_regions};
 
 /// Accepted connections waiting in the kernel per listener.
 const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed accept (out of descriptors or similar), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How often a core gives idle I/O buffers back (each must have been idle for
+/// `store::aligned::RELEASE_IDLE_AFTER` first; a check is a few map lookups).
+const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Fails with [`ServeError::AddressInUse`] when something already listens on `address`.
 ///
@@ -78,6 +81,15 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
     };
     let server = CoreServer::new(node.clone(), core);
     let mut shutdown = node.watch_shutdown();
+    // This core's I/O buffers left idle by a burst go back to the kernel (whole regions
+    // idle for seconds: `store::release_idle_regions`).
+    let releaser = tokio::task::spawn_local(async {
+        let mut every = tokio::time::interval(RELEASE_INTERVAL);
+        loop {
+            every.tick().await;
+            release_idle_regions();
+        }
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -94,6 +106,7 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
         }
     }
     drop(listener);
+    releaser.abort();
     if !server.drain(node.config.shutdown_timeout).await {
         tracing::warn!(
             core,

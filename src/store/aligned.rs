@@ -22,6 +22,17 @@
 //! and the unused end of its region to the next thread that needs one. The regions of the
 //! whole process are bounded ([`REGION_BYTES_MAX`]); past that, and for buffers longer
 //! than a region, buffers come from the general allocator.
+//!
+//! **Giving memory back.** A burst (a client holding hundreds of responses unread) can
+//! leave a thread with a hundred megabytes of idle buffers. [`release_idle_regions`],
+//! which each serving core calls every second, returns to the kernel every *whole region*
+//! all of whose buffers have sat idle in this thread's pool for [`RELEASE_IDLE_AFTER`]:
+//! its pages are dropped (`MADV_DONTNEED` over the whole region) and the region is carved
+//! afresh. Only whole regions, because dropping part of a huge page splits it: the memory
+//! then refaults as 4 KiB pages and O_DIRECT reads into it slow down several-fold. A
+//! bound on idle bytes that dropped single buffers was tried and measured: it halved
+//! 64 KiB range reads (ARCHITECTURE.md). Only after seconds of idleness, so a buffer in
+//! steady use is never dropped and refaulted.
 
 use std::alloc::{self, Layout};
 use std::collections::HashMap;
@@ -30,6 +41,7 @@ use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::mm;
 
@@ -45,8 +57,9 @@ const _: () = assert!(HUGE_PAGE_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
-    /// Carved from a region (never freed) rather than from the general allocator.
-    in_region: bool,
+    /// The region it was carved from (region memory is never freed), or `None` when it
+    /// came from the general allocator.
+    region: Option<RegionId>,
 }
 
 // SAFETY: AlignedBuf owns its memory exclusively, like a Box<[u8]>.
@@ -63,11 +76,53 @@ const REGION_BYTES: usize = 8 << 20;
 /// Bytes of regions the whole process may map.
 const REGION_BYTES_MAX: usize = 1 << 30;
 
-/// Bytes of regions mapped so far.
-static REGION_BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
+/// How many regions the process may map.
+const REGIONS_MAX: usize = REGION_BYTES_MAX / REGION_BYTES;
+/// How long every buffer of a region must have been idle before the region's pages are
+/// given back: long against the gaps of steady traffic (a buffer reused within seconds is
+/// never dropped), short against the 30 s after which an operator expects memory to have
+/// come down after a burst.
+pub const RELEASE_IDLE_AFTER: Duration = Duration::from_secs(10);
 
-/// Buffers nobody is using, by length, each with whether it lies in a region.
-type Idle = HashMap<usize, Vec<(NonNull<u8>, bool)>>;
+/// Which region a buffer or a rest lies in: an index into [`REGIONS`].
+type RegionId = u16;
+
+/// What the process knows of one region, for giving its pages back.
+struct RegionSlot {
+    /// Start address (0 until mapped).
+    start: AtomicUsize,
+    /// Bytes of buffers carved from it and not given back.
+    carved: AtomicUsize,
+    /// Uncarved ranges of it that some thread (or the orphans) may still carve from.
+    rests: AtomicUsize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // only to initialise the array below
+const EMPTY_SLOT: RegionSlot = RegionSlot {
+    start: AtomicUsize::new(0),
+    carved: AtomicUsize::new(0),
+    rests: AtomicUsize::new(0),
+};
+static REGIONS: [RegionSlot; REGIONS_MAX] = [EMPTY_SLOT; REGIONS_MAX];
+/// Regions mapped so far (slots of [`REGIONS`] taken).
+static REGIONS_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// An uncarved range of a region.
+#[derive(Clone, Debug)]
+struct Rest {
+    region: RegionId,
+    range: Range<usize>,
+}
+
+/// Buffers nobody is using, by length, each with the region it lies in.
+type Idle = HashMap<usize, Vec<(NonNull<u8>, Option<RegionId>)>>;
+
+/// This thread's idle buffers of one region.
+struct RegionIdle {
+    bytes: usize,
+    /// When a buffer of the region last went into or out of this pool.
+    last_active: Instant,
+}
 
 /// Idle buffers of this thread, and the uncarved end of its current region.
 #[derive(Default)]
@@ -75,14 +130,16 @@ struct BufferPool {
     idle: Idle,
     /// Bytes of idle general-allocator buffers in `idle`.
     heap_bytes: usize,
-    region_rest: Option<Range<usize>>,
+    /// Idle bytes in `idle` per region.
+    region_idle: HashMap<RegionId, RegionIdle>,
+    region_rest: Option<Rest>,
 }
 
 /// Region memory left behind by threads that ended, for other threads to use.
 #[derive(Default)]
 struct Orphans {
-    idle: HashMap<usize, Vec<NonNull<u8>>>,
-    rests: Vec<Range<usize>>,
+    idle: HashMap<usize, Vec<(NonNull<u8>, RegionId)>>,
+    rests: Vec<Rest>,
 }
 
 // SAFETY: the pointers are to region memory nobody references; whoever takes one owns it.
@@ -93,9 +150,13 @@ unsafe impl Send for Orphans {}
 const REST_BYTES_MIN: usize = 64 << 10;
 
 impl Orphans {
-    fn keep_rest(&mut self, rest: Range<usize>) {
-        if rest.len() >= REST_BYTES_MIN {
+    fn keep_rest(&mut self, rest: Rest) {
+        if rest.range.len() >= REST_BYTES_MIN {
             self.rests.push(rest);
+        } else {
+            REGIONS[usize::from(rest.region)]
+                .rests
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -111,9 +172,9 @@ impl Drop for BufferPool {
         let mut orphans = lock_orphans();
         let orphans = orphans.get_or_insert_with(Orphans::default);
         for (&len, buffers) in &self.idle {
-            for &(ptr, in_region) in buffers {
-                if in_region {
-                    orphans.idle.entry(len).or_default().push(ptr);
+            for &(ptr, region) in buffers {
+                if let Some(region) = region {
+                    orphans.idle.entry(len).or_default().push((ptr, region));
                 } else {
                     // SAFETY: allocated by `heap_allocate` with this length's layout.
                     unsafe { alloc::dealloc(ptr.as_ptr(), AlignedBuf::layout(len)) }
@@ -136,50 +197,146 @@ fn lock_orphans() -> std::sync::MutexGuard<'static, Option<Orphans>> {
 impl BufferPool {
     /// A buffer of exactly `len` bytes (a multiple of 4096) from this thread's idle
     /// buffers, its region, other threads' leftovers or a new region, in that order.
-    fn take(&mut self, len: usize) -> Option<(NonNull<u8>, bool)> {
-        if let Some((ptr, in_region)) = self.idle.get_mut(&len).and_then(Vec::pop) {
-            if !in_region {
-                self.heap_bytes -= len;
+    fn take(&mut self, len: usize) -> Option<(NonNull<u8>, Option<RegionId>)> {
+        if let Some((ptr, region)) = self.idle.get_mut(&len).and_then(Vec::pop) {
+            match region {
+                Some(region) => self.note_idle(region, |idle| idle - len),
+                None => self.heap_bytes -= len,
             }
-            return Some((ptr, in_region));
+            return Some((ptr, region));
         }
         if len > REGION_BYTES {
             return None;
         }
-        if let Some(ptr) = self.carve(len) {
-            return Some((ptr, true));
+        if let Some(carved) = self.carve(len) {
+            return Some(carved);
         }
         let mut orphans = lock_orphans();
         let orphans = orphans.get_or_insert_with(Orphans::default);
-        if let Some(ptr) = orphans.idle.get_mut(&len).and_then(Vec::pop) {
-            return Some((ptr, true));
+        if let Some((ptr, region)) = orphans.idle.get_mut(&len).and_then(Vec::pop) {
+            return Some((ptr, Some(region)));
         }
         // This thread's region is too short for `len`: what is left of it goes to the
         // shared leftovers (for shorter buffers), and a leftover or a new region replaces it.
-        let next = match orphans.rests.iter().position(|r| r.len() >= len) {
+        let next = match orphans.rests.iter().position(|r| r.range.len() >= len) {
             Some(at) => orphans.rests.swap_remove(at),
             None => map_region()?,
         };
         if let Some(rest) = self.region_rest.replace(next) {
             orphans.keep_rest(rest);
         }
-        self.carve(len).map(|ptr| (ptr, true))
+        self.carve(len)
     }
 
     /// The next `len` bytes of this thread's region, if it has that many left.
-    fn carve(&mut self, len: usize) -> Option<NonNull<u8>> {
-        let rest = self.region_rest.as_mut().filter(|r| r.len() >= len)?;
-        let start = rest.start;
-        rest.start += len;
-        NonNull::new(start as *mut u8)
+    fn carve(&mut self, len: usize) -> Option<(NonNull<u8>, Option<RegionId>)> {
+        let rest = self.region_rest.as_mut().filter(|r| r.range.len() >= len)?;
+        let start = rest.range.start;
+        rest.range.start += len;
+        let region = rest.region;
+        REGIONS[usize::from(region)]
+            .carved
+            .fetch_add(len, Ordering::SeqCst);
+        NonNull::new(start as *mut u8).map(|ptr| (ptr, Some(region)))
+    }
+
+    /// Changes this pool's idle bytes of `region` and notes the activity.
+    fn note_idle(&mut self, region: RegionId, change: impl FnOnce(usize) -> usize) {
+        let now = Instant::now();
+        let idle = self.region_idle.entry(region).or_insert(RegionIdle {
+            bytes: 0,
+            last_active: now,
+        });
+        idle.bytes = change(idle.bytes);
+        idle.last_active = now;
+    }
+
+    /// Gives back the pages of every region all of whose buffers have been idle in this
+    /// pool since `idle_since`; returns the bytes given back.
+    fn release_regions(&mut self, idle_since: Instant) -> usize {
+        let candidates: Vec<RegionId> = self
+            .region_idle
+            .iter()
+            .filter(|(_, idle)| idle.last_active <= idle_since && idle.bytes > 0)
+            .map(|(&region, _)| region)
+            .collect();
+        let mut released = 0;
+        for region in candidates {
+            if self.release_region(region) {
+                released += REGION_BYTES;
+            }
+        }
+        released
+    }
+
+    /// Gives back `region`'s pages if every buffer carved from it is idle in this pool and
+    /// no other thread can carve from it; it then becomes an uncarved rest again.
+    fn release_region(&mut self, region: RegionId) -> bool {
+        let slot = &REGIONS[usize::from(region)];
+        let mut orphans = lock_orphans();
+        let orphans = orphans.get_or_insert_with(Orphans::default);
+        // Rests of the region held by no thread are taken, so none can start carving from
+        // them; a rest another thread holds means the region cannot be given back.
+        let mine = usize::from(
+            self.region_rest
+                .as_ref()
+                .is_some_and(|rest| rest.region == region),
+        );
+        let orphaned = orphans.rests.iter().filter(|r| r.region == region).count();
+        let idle_bytes = self.region_idle.get(&region).map_or(0, |idle| idle.bytes);
+        if slot.rests.load(Ordering::SeqCst) != mine + orphaned
+            || slot.carved.load(Ordering::SeqCst) != idle_bytes
+        {
+            return false;
+        }
+        orphans.rests.retain(|r| r.region != region);
+        for buffers in self.idle.values_mut() {
+            buffers.retain(|&(_, r)| r != Some(region));
+        }
+        self.region_idle.remove(&region);
+        let start = slot.start.load(Ordering::SeqCst);
+        // SAFETY: the region is mapped and no buffer or rest of it is in use: every carved
+        // buffer was idle in this pool and has just been forgotten, every rest is ours.
+        // Its bytes become zeros, which no caller relies on either way.
+        let _ = unsafe {
+            mm::madvise(
+                start as *mut c_void,
+                REGION_BYTES,
+                mm::Advice::LinuxDontNeed,
+            )
+        };
+        slot.carved.store(0, Ordering::SeqCst);
+        slot.rests.store(1, Ordering::SeqCst);
+        let whole = Rest {
+            region,
+            range: start..start + REGION_BYTES,
+        };
+        if mine == 1 {
+            self.region_rest = Some(whole);
+        } else {
+            orphans.rests.push(whole);
+        }
+        true
     }
 }
 
-/// Maps a new region, if the process is under its bound; returns its address range.
-fn map_region() -> Option<Range<usize>> {
-    REGION_BYTES_MAPPED
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mapped| {
-            (mapped + REGION_BYTES <= REGION_BYTES_MAX).then_some(mapped + REGION_BYTES)
+/// Gives back to the kernel the pages of this thread's regions whose buffers have all been
+/// idle here for [`RELEASE_IDLE_AFTER`]; returns the bytes given back. Serving cores call
+/// it every second.
+pub fn release_idle_regions() -> usize {
+    release_regions_idle_since(Instant::now() - RELEASE_IDLE_AFTER)
+}
+
+fn release_regions_idle_since(idle_since: Instant) -> usize {
+    POOL.try_with(|pool| pool.borrow_mut().release_regions(idle_since))
+        .unwrap_or(0)
+}
+
+/// Maps a new region, if the process is under its bound.
+fn map_region() -> Option<Rest> {
+    let index = REGIONS_MAPPED
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |mapped| {
+            (mapped < REGIONS_MAX).then_some(mapped + 1)
         })
         .ok()?;
     // Map a huge page more than needed and trim, so the region starts on a huge page.
@@ -193,10 +350,8 @@ fn map_region() -> Option<Range<usize>> {
             mm::MapFlags::PRIVATE,
         )
     };
-    let Ok(base) = mapped else {
-        REGION_BYTES_MAPPED.fetch_sub(REGION_BYTES, Ordering::Relaxed);
-        return None;
-    };
+    // A slot whose mapping failed stays unused: the process is short of memory anyway.
+    let base = mapped.ok()?;
     let base = base as usize;
     let start = base.next_multiple_of(HUGE_PAGE_BYTES);
     let end = start + REGION_BYTES;
@@ -216,7 +371,13 @@ fn map_region() -> Option<Range<usize>> {
             mm::Advice::LinuxHugepage,
         );
     }
-    Some(start..end)
+    let slot = &REGIONS[index];
+    slot.start.store(start, Ordering::SeqCst);
+    slot.rests.store(1, Ordering::SeqCst);
+    Some(Rest {
+        region: index as RegionId,
+        range: start..end,
+    })
 }
 
 impl AlignedBuf {
@@ -239,11 +400,11 @@ impl AlignedBuf {
             .try_with(|pool| pool.borrow_mut().take(len))
             .ok()
             .flatten();
-        let (ptr, in_region) = pooled.unwrap_or_else(|| (Self::heap_allocate(len), false));
+        let (ptr, region) = pooled.unwrap_or_else(|| (Self::heap_allocate(len), None));
         AlignedBuf {
             ptr,
             len: len_bytes.next_multiple_of(IO_ALIGN_BYTES),
-            in_region,
+            region,
         }
     }
 
@@ -270,35 +431,34 @@ impl AlignedBuf {
 
     /// True when the buffer lies in a huge-page region (for tests and diagnostics).
     pub fn in_region(&self) -> bool {
-        self.in_region
+        self.region.is_some()
     }
 }
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         // The memory behind a buffer is at least a page, even for an empty one.
-        let (ptr, len, in_region) = (self.ptr, self.len.max(IO_ALIGN_BYTES), self.in_region);
+        let (ptr, len, region) = (self.ptr, self.len.max(IO_ALIGN_BYTES), self.region);
         let kept = POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();
-                if !in_region {
-                    if pool.heap_bytes + len > POOL_BYTES_MAX {
-                        return false;
-                    }
-                    pool.heap_bytes += len;
+                match region {
+                    Some(region) => pool.note_idle(region, |idle| idle + len),
+                    None if pool.heap_bytes + len > POOL_BYTES_MAX => return false,
+                    None => pool.heap_bytes += len,
                 }
-                pool.idle.entry(len).or_default().push((ptr, in_region));
+                pool.idle.entry(len).or_default().push((ptr, region));
                 true
             })
             .unwrap_or(false);
         if kept {
             return;
         }
-        if in_region {
+        if let Some(region) = region {
             // This thread is ending: the buffer goes to the threads that remain.
             let mut orphans = lock_orphans();
             let orphans = orphans.get_or_insert_with(Orphans::default);
-            orphans.idle.entry(len).or_default().push(ptr);
+            orphans.idle.entry(len).or_default().push((ptr, region));
         } else {
             // SAFETY: allocated in `heap_allocate` with exactly this layout.
             unsafe { alloc::dealloc(ptr.as_ptr(), Self::layout(len)) }
@@ -376,7 +536,9 @@ mod tests {
 
     #[test]
     fn regions_start_on_a_huge_page_and_are_advised() {
-        let region = map_region().expect("the test process is far below the bound");
+        let region = map_region()
+            .expect("the test process is far below the bound")
+            .range;
         assert_eq!(region.start % HUGE_PAGE_BYTES, 0);
         assert_eq!(region.len(), REGION_BYTES);
         // The whole region is usable memory.
@@ -476,5 +638,52 @@ mod tests {
         // Dropped here, the buffer joins this thread's pool.
         drop(kept);
         assert_eq!(AlignedBuf::scratch(len).as_ptr() as usize, ptr);
+    }
+
+    #[test]
+    fn a_region_idle_long_enough_is_given_back_and_carved_again() {
+        std::thread::spawn(|| {
+            // A buffer as long as a region has a region to itself.
+            let mut whole = AlignedBuf::scratch(REGION_BYTES);
+            assert!(whole.in_region());
+            whole.fill(7);
+            let ptr = whole.as_ptr();
+            drop(whole);
+            // Idle, but not for long enough: kept.
+            let now = Instant::now();
+            assert_eq!(release_regions_idle_since(now - RELEASE_IDLE_AFTER), 0);
+            // Idle since before `now`: given back.
+            assert_eq!(release_regions_idle_since(now), REGION_BYTES);
+            let again = AlignedBuf::scratch(REGION_BYTES);
+            assert_eq!(again.as_ptr(), ptr, "the region is carved afresh");
+            assert!(
+                again.iter().all(|&b| b == 0),
+                "its pages were dropped, so they read as zeros"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_region_with_a_buffer_in_use_is_kept() {
+        std::thread::spawn(|| {
+            let len = 2 << 20;
+            let mut idle = AlignedBuf::scratch(len);
+            let in_use = AlignedBuf::scratch(len);
+            idle.fill(7);
+            let (ptr, shared) = (idle.as_ptr(), idle.region == in_use.region);
+            drop(idle);
+            let released = release_regions_idle_since(Instant::now());
+            if shared {
+                assert_eq!(released, 0, "a buffer of the region is still in use");
+                let back = AlignedBuf::scratch(len);
+                assert_eq!(back.as_ptr(), ptr);
+                assert!(back.iter().all(|&b| b == 7), "its pages were kept");
+            }
+            drop(in_use);
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -50,7 +50,7 @@ mod state;
 mod stripe;
 mod write;
 
-pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
+pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice, release_idle_regions};
 pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
 pub use config::{DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_MAX_CHUNK_BYTES, StoreConfig};
 pub use device::{DeviceSpec, Engine};
