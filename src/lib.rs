@@ -8,6 +8,7 @@
 //! [`units`]. See `ARCHITECTURE.md` for the bird's-eye view and each module's invariants.
 
 pub mod bench;
+pub mod cache;
 pub mod chunk;
 pub mod config;
 pub mod cores;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod image;
 pub mod metrics;
 pub mod range;
+pub mod sim;
 pub mod store;
 pub mod units;
 pub mod xorshift;

@@ -1,0 +1,16 @@
+//! The cache's replacement policy and tiers: what chunkd keeps when it must forget.
+//!
+//! [`policy`] is S3-FIFO (Yang et al., SOSP '23) over `u64` keys and byte sizes: three
+//! queues, no list moves on a hit. Every tier (memory, flash) wraps one [`policy::S3Fifo`]
+//! and keeps the per-entry state (size, hit count, queue) in its own map or index entry,
+//! reached through the [`policy::Entries`] trait; a hit only bumps that state's counter.
+//!
+//! **Architecture invariant:** the policy does no I/O, reads no clock and takes no lock:
+//! single-threaded structures that a tier wraps (and locks, if it is shared).
+
+pub mod policy;
+mod policy_ghost;
+#[cfg(test)]
+mod policy_tests;
+
+pub use policy::{Entries, Key, Queue, S3Fifo, bumped};
