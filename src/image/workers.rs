@@ -4,11 +4,13 @@
 //! The calling thread produces the jobs (it reads the input in order) and consumes the
 //! results; `available_parallelism` workers do the CPU work in between. At most
 //! `2 × workers` jobs wait in the queue, so memory stays bounded by a few chunks per core
-//! however large the image is. The first error stops new jobs and is returned once the
-//! jobs already started have finished.
+//! however large the image is. An error stops the jobs after it; the jobs before it still
+//! run, and the error of the earliest failing job (in input order) is returned, so an
+//! image with a chunk missing at two offsets names the first one, whichever worker
+//! noticed first.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam::channel;
 
@@ -30,46 +32,50 @@ where
     R: Send,
 {
     let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    let (job_tx, job_rx) = channel::bounded::<J>(workers * QUEUED_JOBS_PER_WORKER);
+    let (job_tx, job_rx) = channel::bounded::<(usize, J)>(workers * QUEUED_JOBS_PER_WORKER);
     // Unbounded, but results are small and the job queue bounds how far workers run ahead.
-    let (result_tx, result_rx) = channel::unbounded::<Result<R, ImageError>>();
-    let failed = AtomicBool::new(false);
+    let (result_tx, result_rx) = channel::unbounded::<(usize, Result<R, ImageError>)>();
+    // The input position of the earliest job known to have failed (`usize::MAX`: none).
+    let failed_at = AtomicUsize::new(usize::MAX);
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (job_rx, result_tx, work, failed) =
-                (job_rx.clone(), result_tx.clone(), &work, &failed);
+            let (job_rx, result_tx, work, failed_at) =
+                (job_rx.clone(), result_tx.clone(), &work, &failed_at);
             scope.spawn(move || {
-                for job in job_rx {
-                    if failed.load(Ordering::Relaxed) {
+                for (at, job) in job_rx {
+                    if at > failed_at.load(Ordering::SeqCst) {
                         continue; // drain without working: an earlier job failed
                     }
                     let result = work(job);
                     if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
+                        failed_at.fetch_min(at, Ordering::SeqCst);
                     }
                     // The receiver lives until the scope ends, so this cannot fail.
-                    let _ = result_tx.send(result);
+                    let _ = result_tx.send((at, result));
                 }
             });
         }
         drop(result_tx);
-        let mut first_error = None;
-        let mut take = |result: Result<R, ImageError>| match result {
+        let mut first_error: Option<(usize, ImageError)> = None;
+        let mut take = |(at, result): (usize, Result<R, ImageError>)| match result {
             Ok(value) => on_result(value),
-            Err(error) => {
-                first_error.get_or_insert(error);
+            Err(error) if first_error.as_ref().is_none_or(|(first, _)| at < *first) => {
+                first_error = Some((at, error));
             }
+            Err(_) => {}
         };
-        for job in jobs {
+        for (at, job) in jobs.enumerate() {
+            if failed_at.load(Ordering::SeqCst) != usize::MAX {
+                break;
+            }
             match job {
-                Ok(job) if !failed.load(Ordering::Relaxed) => {
-                    // Workers hold the receiver until the queue closes, so this cannot fail.
-                    let _ = job_tx.send(job);
+                // Workers hold the receiver until the queue closes, so this cannot fail.
+                Ok(job) => {
+                    let _ = job_tx.send((at, job));
                 }
-                Ok(_) => break,
                 Err(error) => {
-                    failed.store(true, Ordering::Relaxed);
-                    take(Err(error));
+                    failed_at.fetch_min(at, Ordering::SeqCst);
+                    take((at, Err(error)));
                     break;
                 }
             }
@@ -81,6 +87,6 @@ where
         for result in result_rx {
             take(result);
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(()), |(_, error)| Err(error))
     })
 }
