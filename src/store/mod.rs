@@ -34,8 +34,11 @@ mod commit;
 mod config;
 pub mod device;
 mod error;
+mod evict;
 mod fetch;
+mod flash;
 mod geometry;
+mod grace;
 mod handle;
 mod header_cache;
 mod health;
@@ -44,6 +47,7 @@ mod open;
 mod read;
 mod rebuilds;
 mod repair;
+mod room;
 mod shard;
 mod space;
 mod state;
@@ -52,9 +56,13 @@ mod write;
 
 pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice};
 pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
-pub use config::{DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_MAX_CHUNK_BYTES, StoreConfig};
+pub use config::{
+    DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
+    DEFAULT_EVICT_LOW_WATERMARK_PERCENT, DEFAULT_MAX_CHUNK_BYTES, StoreConfig,
+};
 pub use device::{DeviceSpec, Engine};
 pub use error::StoreError;
+pub use flash::{EvictReason, FlashStats};
 pub use geometry::Geometry;
 pub use handle::{Capacity, LocalStore, ShardLocation, Store};
 pub use health::{DeviceHealth, DeviceState, Health};

@@ -1,0 +1,143 @@
+//! The flash tier's eviction state and figures: each group's free space beside its S3-FIFO
+//! policy ([`Group`]), the policy's view of the index ([`IndexEntries`]), and the counters
+//! ([`FlashStats`]). How they are used is in `evict` (the evictor, victims) and `room`
+//! (PUTs that need space).
+//!
+//! **Architecture invariant:** plain data and arithmetic; no I/O, no threads.
+
+use std::sync::atomic::AtomicU64;
+
+use super::geometry::DEVICE_BLOCK_BYTES;
+use super::index::{Entry, Index};
+use super::shard::extent_blocks;
+use super::space::GroupSpace;
+use crate::cache::policy::{Entries, Key, Queue, S3Fifo};
+use crate::erasure::Scheme;
+
+/// One group's free space and eviction policy, behind one lock.
+pub(super) struct Group {
+    pub(super) space: GroupSpace,
+    pub(super) policy: S3Fifo,
+}
+
+impl Group {
+    pub(super) fn new(space: GroupSpace) -> Group {
+        let capacity = space.total_blocks() * DEVICE_BLOCK_BYTES;
+        Group {
+            space,
+            policy: S3Fifo::new(capacity),
+        }
+    }
+}
+
+/// The size the policy counts for a chunk of `len_bytes`: its extent in one partition.
+pub(super) fn policy_size(scheme: Scheme, len_bytes: u32) -> u32 {
+    (u64::from(extent_blocks(scheme, u64::from(len_bytes))) * DEVICE_BLOCK_BYTES) as u32
+}
+
+/// Why a chunk was evicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictReason {
+    /// The evictor, keeping free space above the low watermark.
+    Watermark,
+    /// A PUT that found no room.
+    Put,
+}
+
+impl EvictReason {
+    /// A metric-friendly name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictReason::Watermark => "watermark",
+            EvictReason::Put => "put",
+        }
+    }
+}
+
+/// Flash-tier counters, updated without locks.
+#[derive(Default)]
+pub(super) struct FlashCounters {
+    pub(super) hits: AtomicU64,
+    pub(super) misses: AtomicU64,
+    pub(super) evicted_watermark: AtomicU64,
+    pub(super) evicted_put: AtomicU64,
+    pub(super) refused: AtomicU64,
+    /// Bytes of the chunks stored (their lengths, not their shards).
+    pub(super) bytes: AtomicU64,
+}
+
+impl FlashCounters {
+    /// Counters at zero, with `bytes` of chunks stored.
+    pub(super) fn holding(bytes: u64) -> FlashCounters {
+        FlashCounters {
+            bytes: AtomicU64::new(bytes),
+            ..FlashCounters::default()
+        }
+    }
+}
+
+/// A snapshot of the flash tier for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlashStats {
+    /// Reads of stored chunks, and of chunks not stored.
+    pub hits: u64,
+    pub misses: u64,
+    /// Chunks evicted by the evictor (`watermark`) and by PUTs that found no room (`put`).
+    pub evicted_watermark: u64,
+    pub evicted_put: u64,
+    /// PUTs refused for lack of space that nothing could be evicted to make.
+    pub admissions_refused: u64,
+    /// Chunks and their bytes (lengths) on flash.
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Chunks written again soon after their eviction (the policy's ghost queue).
+    pub ghost_hits: u64,
+    /// Bytes the policies' queues hold in memory.
+    pub policy_memory_bytes: u64,
+}
+
+/// The policy's view of the index.
+pub(super) struct IndexEntries<'a> {
+    pub(super) index: &'a Index,
+    pub(super) scheme: Scheme,
+}
+
+impl Entries for IndexEntries<'_> {
+    fn get(&mut self, key: Key) -> Option<(u32, u8, Queue)> {
+        let (entry, flags) = self.index.get_with_flags(key)?;
+        if flags.evicting {
+            return None;
+        }
+        let queue = if flags.main {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
+        Some((policy_size(self.scheme, entry.len_bytes), flags.freq, queue))
+    }
+
+    fn set(&mut self, key: Key, freq: u8, queue: Queue) {
+        self.index.set_policy(key, freq, queue == Queue::Main);
+    }
+}
+
+/// A group of `total_blocks` holding `chunks` (each with its extent's blocks), its policy
+/// refilled in generation (write) order: after a restart the oldest written go first
+/// unless hit again. Fails when the chunks' runs overlap or pass the group's end.
+pub(super) fn loaded_group(
+    total_blocks: u64,
+    mut chunks: Vec<(Entry, u32)>,
+    index: &Index,
+    scheme: Scheme,
+) -> Result<Group, String> {
+    let used = chunks.iter().map(|(e, blocks)| (e.offset_blocks, *blocks));
+    let mut group = Group::new(GroupSpace::new(total_blocks, used.collect())?);
+    chunks.sort_unstable_by_key(|(entry, _)| entry.generation);
+    for (entry, _) in chunks {
+        let size = policy_size(scheme, entry.len_bytes);
+        if group.policy.insert(entry.key, size) == Queue::Main {
+            index.set_policy(entry.key, 0, true);
+        }
+    }
+    Ok(group)
+}
