@@ -320,7 +320,11 @@ fn space_pending_a_read_is_reported_apart_and_a_refused_put_says_when_it_returns
         assert_eq!(before.quarantine_release, None);
         let flash = store.flash_stats();
         assert_eq!(flash.admissions_refused, 1, "{flash:?}");
-        assert_eq!(flash.evicted_put + flash.evicted_watermark, 0, "eviction is off");
+        assert_eq!(
+            flash.evicted_put + flash.evicted_watermark,
+            0,
+            "eviction is off"
+        );
 
         // A slow read of the first chunk is in flight while it and another are deleted.
         engine.set_faults(FaultPlan {
