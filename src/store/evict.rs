@@ -135,8 +135,8 @@ impl<E: Engine> Shared<E> {
         }
         let flash = &self.flash;
         FlashStats {
-            hits: flash.hits.load(Ordering::Relaxed),
-            misses: flash.misses.load(Ordering::Relaxed),
+            hits: flash.hits.sum(),
+            misses: flash.misses.sum(),
             evicted_watermark: flash.evicted_watermark.load(Ordering::Relaxed),
             evicted_put: flash.evicted_put.load(Ordering::Relaxed),
             admissions_refused: flash.refused.load(Ordering::Relaxed),

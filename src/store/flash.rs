@@ -5,9 +5,12 @@
 //!
 //! **Architecture invariant:** plain data and arithmetic; no I/O, no threads.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam::utils::CachePadded;
 
 use super::geometry::DEVICE_BLOCK_BYTES;
+use super::grace::{SLOTS, slot};
 use super::index::{Entry, Index};
 use super::shard::extent_blocks;
 use super::space::GroupSpace;
@@ -57,13 +60,33 @@ impl EvictReason {
 /// Flash-tier counters, updated without locks.
 #[derive(Default)]
 pub(super) struct FlashCounters {
-    pub(super) hits: AtomicU64,
-    pub(super) misses: AtomicU64,
+    /// Per thread slot (see `grace::slot`): every read counts one, on every core.
+    pub(super) hits: PerThread,
+    pub(super) misses: PerThread,
     pub(super) evicted_watermark: AtomicU64,
     pub(super) evicted_put: AtomicU64,
     pub(super) refused: AtomicU64,
     /// Bytes of the chunks stored (their lengths, not their shards).
     pub(super) bytes: AtomicU64,
+}
+
+/// A counter spread over cache lines, one per thread slot, so cores do not contend.
+pub(super) struct PerThread(Box<[CachePadded<AtomicU64>]>);
+
+impl Default for PerThread {
+    fn default() -> PerThread {
+        PerThread((0..SLOTS).map(|_| CachePadded::default()).collect())
+    }
+}
+
+impl PerThread {
+    pub(super) fn add(&self, n: u64) {
+        self.0[slot()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 impl FlashCounters {

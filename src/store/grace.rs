@@ -31,7 +31,7 @@ use crossbeam::utils::CachePadded;
 
 /// Slots of in-flight counts; threads beyond it share slots (a count, so sharing is only
 /// a little contention). A power of two above any core count chunkd runs with.
-const SLOTS: usize = 64;
+pub(super) const SLOTS: usize = 64;
 
 /// The epoch and the passes in flight.
 pub(super) struct Grace {
@@ -65,8 +65,8 @@ thread_local! {
     static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// This thread's slot.
-fn slot() -> usize {
+/// This thread's slot, `0..SLOTS` (also used by counters every read bumps).
+pub(super) fn slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     SLOT.with(|slot| {
         if slot.get() == usize::MAX {

@@ -94,11 +94,11 @@ impl<E: Engine> LocalStore<E> {
         let flash = &self.shared.flash;
         match &read {
             Ok(_) => {
-                flash.hits.fetch_add(1, Ordering::Relaxed);
+                flash.hits.add(1);
                 self.shared.index.hit(key_of(id));
             }
             Err(StoreError::NotFound) => {
-                flash.misses.fetch_add(1, Ordering::Relaxed);
+                flash.misses.add(1);
             }
             Err(_) => {}
         }
