@@ -164,6 +164,13 @@ impl S3Fifo {
         }
     }
 
+    /// Records an entry the tier held before a restart, in the queue it was in (if the
+    /// tier kept that) or `Small`, without a ghost lookup. Restoring entries oldest first
+    /// resumes the eviction order approximately. The tier then evicts while over capacity.
+    pub fn restore(&mut self, key: Key, size: u32, queue: Queue) {
+        self.fifo(queue).push(key, size);
+    }
+
     /// The tier removed `key` (a delete, not an eviction), which was in `queue` with `size`
     /// bytes: fixes the byte accounting; the key leaves its queue lazily.
     pub fn removed(&mut self, key: Key, size: u32, queue: Queue) {
