@@ -150,17 +150,18 @@ impl Entries for IndexEntries<'_> {
 pub(super) fn loaded_group(
     total_blocks: u64,
     mut chunks: Vec<(Entry, u32)>,
-    index: &Index,
     scheme: Scheme,
 ) -> Result<Group, String> {
     let used = chunks.iter().map(|(e, blocks)| (e.offset_blocks, *blocks));
     let mut group = Group::new(GroupSpace::new(total_blocks, used.collect())?);
     chunks.sort_unstable_by_key(|(entry, _)| entry.generation);
     for (entry, _) in chunks {
-        let size = policy_size(scheme, entry.len_bytes);
-        if group.policy.insert(entry.key, size) == Queue::Main {
-            index.set_policy(entry.key, 0, true);
-        }
+        // No hit counts or queues are kept across a restart: all start small, unhit.
+        group.policy.restore(
+            entry.key,
+            policy_size(scheme, entry.len_bytes),
+            Queue::Small,
+        );
     }
     Ok(group)
 }

@@ -486,7 +486,7 @@ fn load_catalog(
         .into_iter()
         .enumerate()
         .map(|(group, chunks)| {
-            loaded_group(geometry.partition_blocks, chunks, &index, config.scheme)
+            loaded_group(geometry.partition_blocks, chunks, config.scheme)
                 .map_err(|e| setup(format!("catalog records of group {group} overlap: {e}")))
         })
         .collect::<Result<_, _>>()?;
