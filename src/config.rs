@@ -64,6 +64,8 @@ pub enum ConfigError {
         shards: usize,
         scheme: Scheme,
     },
+    #[error("evict-low-watermark ({low}%) is above evict-high-watermark ({high}%)")]
+    Watermarks { low: u8, high: u8 },
 }
 
 /// Settings of `chunkd serve`.
@@ -241,6 +243,31 @@ pub struct ServeConfig {
     /// it answers again, brought back and refilled without a restart; 0 never probes.
     #[arg(long, env = "CHUNKD_DEVICE_PROBE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub device_probe_interval: Duration,
+
+    /// Free space of a device group (percent of it) below which chunks are evicted in the
+    /// background, least worth keeping first (free flash caches nothing, so little is kept
+    /// free; a PUT that finds no room evicts for itself anyway).
+    #[arg(long, env = "CHUNKD_EVICT_LOW_WATERMARK", default_value = "2%", value_parser = parse_percent)]
+    pub evict_low_watermark: u8,
+
+    /// Free space (percent of a group) the background eviction frees up to once started:
+    /// the gap to the low watermark is what one run evicts.
+    #[arg(long, env = "CHUNKD_EVICT_HIGH_WATERMARK", default_value = "5%", value_parser = parse_percent)]
+    pub evict_high_watermark: u8,
+
+    /// Never evict: a PUT into a full node is refused with 507, as a store (not a cache)
+    /// would.
+    #[arg(long, env = "CHUNKD_NO_EVICTION", value_parser = BoolishValueParser::new())]
+    pub no_eviction: bool,
+}
+
+/// A percentage, `N` or `N%`, 0 to 100.
+fn parse_percent(text: &str) -> Result<u8, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<u8>() {
+        Ok(percent) if percent <= 100 => Ok(percent),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
+    }
 }
 
 impl ServeConfig {
@@ -268,6 +295,15 @@ impl ServeConfig {
         store.header_cache_entries = self.header_cache_entries;
         store.device_error_limit = self.device_error_limit.max(1);
         store.device_probe_interval = self.device_probe_interval;
+        if self.evict_low_watermark > self.evict_high_watermark {
+            return Err(ConfigError::Watermarks {
+                low: self.evict_low_watermark,
+                high: self.evict_high_watermark,
+            });
+        }
+        store.eviction = !self.no_eviction;
+        store.evict_low_watermark_percent = self.evict_low_watermark;
+        store.evict_high_watermark_percent = self.evict_high_watermark;
         Ok(store)
     }
 }

@@ -19,7 +19,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::store::{Capacity, Health};
+use crate::store::{Capacity, EvictReason, FlashStats, Health};
 
 /// Latency buckets in seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -157,7 +157,7 @@ fn describe() {
     describe_gauge!(
         "chunkd_store_quarantined_bytes",
         Unit::Bytes,
-        "Shard space freed by deletes and not reusable until its quarantine ends (not in free bytes)."
+        "Shard space freed by deletes or evictions and not reusable until the reads in flight that may use it end (not in free bytes)."
     );
     describe_gauge!(
         "chunkd_store_index_memory_bytes",
@@ -305,6 +305,26 @@ pub fn connection_cut(reason: &'static str) {
     counter!("chunkd_connections_closed_total", "reason" => reason).increment(1);
 }
 
+/// Records the flash tier's counters under the cache metrics shared by the tiers (described
+/// and registered at zero with the memory tier's), labelled `tier="flash"`.
+pub fn record_flash(flash: &FlashStats) {
+    const TIER: &str = "flash";
+    counter!("chunkd_cache_hits_total", "tier" => TIER).absolute(flash.hits);
+    counter!("chunkd_cache_misses_total", "tier" => TIER).absolute(flash.misses);
+    for (reason, count) in [
+        (EvictReason::Watermark, flash.evicted_watermark),
+        (EvictReason::Put, flash.evicted_put),
+    ] {
+        counter!("chunkd_cache_evictions_total", "tier" => TIER, "reason" => reason.as_str())
+            .absolute(count);
+    }
+    counter!("chunkd_cache_admissions_refused_total", "tier" => TIER)
+        .absolute(flash.admissions_refused);
+    gauge!("chunkd_cache_bytes", "tier" => TIER).set(flash.bytes as f64);
+    gauge!("chunkd_cache_chunks", "tier" => TIER).set(flash.chunks as f64);
+    counter!("chunkd_cache_ghost_hits_total", "tier" => TIER).absolute(flash.ghost_hits);
+}
+
 fn record_store(store: &StoreSnapshot) {
     let (health, capacity) = (&store.health, &store.capacity);
     gauge!("chunkd_store_chunks").set(store.chunks as f64);
@@ -325,6 +345,7 @@ fn record_store(store: &StoreSnapshot) {
     counter!("chunkd_store_commit_batches_total").absolute(health.commit_batches);
     counter!("chunkd_store_commit_requests_total").absolute(health.commit_requests);
     gauge!("chunkd_store_io_in_flight").set(health.io_in_flight as f64);
+    record_flash(&health.flash);
     for device in &health.devices {
         for state in ["online", "offline", "refilling"] {
             let value = if device.state.as_str() == state {

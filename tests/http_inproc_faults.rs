@@ -1,7 +1,8 @@
 //! The store faults HTTP can surface, in-process on the simulated engine: corrupt shards
 //! and lost or offline devices (503, and never a wrong byte), bit flips on read (every
 //! answer is the chunk's exact bytes or an error), failed or torn shard writes (503,
-//! nothing stored) and full devices (507, with `Retry-After` and what is quarantined);
+//! nothing stored), full devices (507 with `Retry-After` without eviction; with it, a full
+//! node evicts and keeps taking PUTs);
 //! `/readyz` says why the node cannot serve. Other chunks and sound ranges keep being
 //! served.
 
@@ -183,7 +184,8 @@ fn bit_flips_on_read_never_reach_a_client() {
 #[test]
 fn a_full_node_answers_507_and_keeps_serving_what_it_has() {
     run(async {
-        let node = TestNode::with_devices(&[], 8);
+        // A store, not a cache: without eviction a full node refuses.
+        let node = TestNode::with_devices(&["--no-eviction"], 8);
         let server = node.server();
         let mut client = Client::connect(&server, Version::Http1).await;
         let mut stored = Vec::new();
@@ -251,9 +253,9 @@ fn a_put_whose_shard_writes_fail_answers_503_and_stores_nothing() {
 }
 
 #[test]
-fn a_507_after_deletes_says_when_quarantined_space_returns() {
+fn space_freed_by_deletes_is_reused_once_no_read_uses_it() {
     run(async {
-        let node = TestNode::with_devices(&[], 8);
+        let node = TestNode::with_devices(&["--no-eviction"], 8);
         let server = node.server();
         let mut client = Client::connect(&server, Version::Http1).await;
         let mut stored = Vec::new();
@@ -271,22 +273,50 @@ fn a_507_after_deletes_says_when_quarantined_space_returns() {
             let path = chunk_path(&id_of(bytes));
             assert_eq!(client.request("DELETE", &path, &[], b"").await.status, 204);
         }
+        // No read was in flight: the space is free again at once (see store::grace).
         let capacity = node.store().capacity();
-        assert!(capacity.quarantined_bytes > 0, "{capacity:?}");
-        let refused = client.put(&chunk_bytes(2000 + n, 1 << 20), &[]).await;
-        let retry_after: u64 = refused
-            .header("retry-after")
-            .expect("a 507 carries Retry-After")
-            .parse()
-            .unwrap();
-        assert!((1..=60).contains(&retry_after), "{retry_after}");
-        let message = refused.assert_error(507);
-        assert!(message.contains("quarantined"), "{message}");
+        assert_eq!(capacity.quarantined_bytes, 0, "{capacity:?}");
+        assert_eq!(
+            client
+                .put(&chunk_bytes(2000 + n, 1 << 20), &[])
+                .await
+                .status,
+            201
+        );
         let metrics = client.get("/metrics", &[]).await.text();
         assert!(
             metrics
                 .lines()
-                .any(|l| l.starts_with("chunkd_store_quarantined_bytes ") && !l.ends_with(" 0")),
+                .any(|l| l.starts_with("chunkd_store_quarantined_bytes ")),
+            "{metrics}"
+        );
+    });
+}
+
+#[test]
+fn a_full_cache_node_keeps_accepting_puts_by_evicting() {
+    run(async {
+        let node = TestNode::with_devices(&[], 8);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let chunks: Vec<Vec<u8>> = (0..64).map(|n| chunk_bytes(3000 + n, 1 << 20)).collect();
+        for bytes in &chunks {
+            assert_eq!(client.put(bytes, &[]).await.status, 201);
+        }
+        let newest = chunks.last().unwrap();
+        let read = client.get(&chunk_path(&id_of(newest)), &[]).await;
+        assert!(read.status == 200 && read.body == *newest);
+        client
+            .get(&chunk_path(&id_of(&chunks[0])), &[])
+            .await
+            .assert_error(404);
+        let metrics = client.get("/metrics", &[]).await.text();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("chunkd_cache_evictions_total{")
+                    && l.contains("tier=\"flash\"")
+                    && !l.ends_with(" 0")),
             "{metrics}"
         );
     });

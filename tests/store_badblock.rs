@@ -278,13 +278,15 @@ fn chunks_damaged_while_closed_are_found_lost_dropped_and_counted() {
     });
 }
 
-/// Space freed by a delete is quarantined: reported apart from free space, with when it
-/// returns, and a PUT refused for lack of space says so.
+/// Space freed by a delete while a read of it is in flight is pending: reported apart
+/// from free space, and a PUT refused for lack of space (eviction off) says it returns as
+/// soon as the read ends; once it has, the same PUT is stored.
 #[test]
-fn quarantined_space_is_reported_apart_and_a_refused_put_says_when_it_returns() {
+fn space_pending_a_read_is_reported_apart_and_a_refused_put_says_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(66);
-    let cfg = common::config(dir.path(), 8, Scheme::DEFAULT);
+    let mut cfg = common::config(dir.path(), 8, Scheme::DEFAULT);
+    cfg.eviction = false;
     let (store, _) = Store::open(cfg, &engine).unwrap();
     run(async {
         let local = store.local().unwrap();
@@ -316,18 +318,32 @@ fn quarantined_space_is_reported_apart_and_a_refused_put_says_when_it_returns() 
         let before = store.capacity();
         assert_eq!(before.quarantined_bytes, 0);
         assert_eq!(before.quarantine_release, None);
+        let flash = store.flash_stats();
+        assert_eq!(flash.admissions_refused, 1, "{flash:?}");
+        assert_eq!(
+            flash.evicted_put + flash.evicted_watermark,
+            0,
+            "eviction is off"
+        );
 
-        for id in &stored {
+        // A slow read of the first chunk is in flight while it and another are deleted.
+        engine.set_faults(FaultPlan {
+            latency: Some(Duration::from_millis(50)),
+            ..FaultPlan::default()
+        });
+        let mut reading = std::pin::pin!(local.read(&stored[0], 0..MIB as u64));
+        tokio::select! {
+            biased;
+            _ = &mut reading => panic!("the read waits for the devices"),
+            () = tokio::task::yield_now() => {}
+        }
+        for id in &stored[..2] {
             assert!(local.delete(id).await.unwrap());
         }
         let after = store.capacity();
-        assert!(after.quarantined_bytes >= stored.len() as u64 * MIB as u64);
-        assert_eq!(
-            after.free_bytes, before.free_bytes,
-            "quarantined is not free"
-        );
-        let release = after.quarantine_release.expect("something is quarantined");
-        assert!(release <= chunkd::store::QUARANTINE);
+        assert!(after.quarantined_bytes >= 2 * MIB as u64, "{after:?}");
+        assert_eq!(after.free_bytes, before.free_bytes, "pending is not free");
+        assert_eq!(after.quarantine_release, Some(Duration::ZERO));
 
         let (_, bytes) = mib_chunk(100 + n);
         let chunk =
@@ -342,10 +358,17 @@ fn quarantined_space_is_reported_apart_and_a_refused_put_says_when_it_returns() 
             panic!("{error}");
         };
         assert!(*quarantined_bytes > 0);
-        assert!(retry_after.is_some_and(|r| r <= chunkd::store::QUARANTINE));
+        assert_eq!(*retry_after, Some(Duration::ZERO));
         let message = error.to_string();
         assert!(message.contains("quarantined"), "{message}");
-        assert!(message.contains("usable again in"), "{message}");
+        assert!(message.contains("usable again in 1s"), "{message}");
+
+        assert!(reading.await.unwrap().to_vec() == mib_chunk(100).1);
+        engine.set_faults(FaultPlan::default());
+        assert_eq!(store.capacity().quarantined_bytes, 0);
+        let chunk =
+            VerifiedChunk::from_slice(&bytes, Scheme::DEFAULT, DEFAULT_MAX_CHUNK_BYTES).unwrap();
+        assert_eq!(local.put(chunk).await.unwrap(), PutOutcome::Created);
     });
 }
 

@@ -47,9 +47,25 @@ const CHILD_IN_FLIGHT: usize = 8;
 const ROUNDS: u64 = 24;
 const KILL_DELAY_MS_MAX: u64 = 300;
 const DEVICE_MIB: u64 = 512;
+/// Set (to anything) for a child that writes into a store far smaller than what it puts,
+/// so it evicts all the time, and pins some of its chunks.
+const ENV_EVICT: &str = "CHUNKD_CRASH_TEST_EVICT";
+/// Devices of the eviction rounds: the store holds a few hundred test chunks, fewer than
+/// two rounds put.
+const EVICT_DEVICE_MIB: u64 = 8;
 
-fn store_config(dir: &Path) -> StoreConfig {
-    config(dir, DEVICE_MIB, Scheme::DEFAULT)
+fn store_config(dir: &Path, evict: bool) -> StoreConfig {
+    config(
+        dir,
+        if evict { EVICT_DEVICE_MIB } else { DEVICE_MIB },
+        Scheme::DEFAULT,
+    )
+}
+
+/// Whether the child pins chunk `seq` (in the eviction rounds): one in eight. A pinned
+/// chunk is pinned before its put is acknowledged and never deleted.
+fn pinned(seq: u64) -> bool {
+    seq.is_multiple_of(8)
 }
 
 /// Chunk `seq` of these tests: as long as `common::chunk_len` draws it but at least 8
@@ -91,23 +107,35 @@ fn child_writer() {
         return;
     };
     let first: u64 = std::env::var(ENV_FIRST).unwrap().parse().unwrap();
+    let evict = std::env::var(ENV_EVICT).is_ok();
     say("opening");
-    let (store, _) = Store::open(store_config(Path::new(&dir)), &UringEngine).unwrap();
+    let (store, _) = Store::open(store_config(Path::new(&dir), evict), &UringEngine).unwrap();
     say("open");
     run(async {
         let local = store.local().unwrap();
         futures_util::stream::iter(first..first + PUTS_PER_ROUND_MAX)
             .for_each_concurrent(CHILD_IN_FLIGHT, |seq| {
-                let local = &local;
+                let (local, store) = (&local, &store);
                 async move {
                     let (id, bytes) = unique_chunk(seq);
                     let verified =
                         VerifiedChunk::from_slice(&bytes, Scheme::DEFAULT, DEFAULT_MAX_CHUNK_BYTES)
                             .unwrap();
                     local.put(verified).await.unwrap();
+                    if evict && pinned(seq) {
+                        assert!(store.set_pinned(&id, true), "{seq} is stored");
+                    }
                     say(&format!("put {seq}"));
-                    if deleted_after_put(seq) {
-                        assert!(local.delete(&id).await.unwrap());
+                    if evict {
+                        let flash = store.flash_stats();
+                        say(&format!(
+                            "evicted {}",
+                            flash.evicted_put + flash.evicted_watermark
+                        ));
+                    }
+                    if deleted_after_put(seq) && !(evict && pinned(seq)) {
+                        // With eviction the chunk may be gone already.
+                        assert!(local.delete(&id).await.unwrap() || evict);
                         say(&format!("del {seq}"));
                     }
                 }
@@ -127,6 +155,8 @@ struct Acknowledged {
     /// Acknowledged puts whose delete may have been under way at the kill: each may be
     /// stored or not (and if it is, the walk of the catalog checks its bytes).
     maybe_deleted: BTreeSet<u64>,
+    /// Chunks evicted before the kill, as the child last said (eviction rounds).
+    evicted: u64,
 }
 
 impl Acknowledged {
@@ -154,12 +184,18 @@ enum Kill {
     WhileOpening,
     /// This long after it was started.
     After(Duration),
+    /// Once it has evicted and acknowledged this many more puts (or gone idle).
+    WhileEvicting(u64),
 }
 
 /// Runs one child from `first` and kills it as `kill` says; returns its acknowledgements
 /// and whether it had opened the store.
-fn run_child(dir: &Path, first: u64, kill: &Kill) -> (Acknowledged, bool) {
-    let child = Command::new(std::env::current_exe().unwrap())
+fn run_child(dir: &Path, first: u64, kill: &Kill, evict: bool) -> (Acknowledged, bool) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if evict {
+        command.env(ENV_EVICT, "1");
+    }
+    let child = command
         .args(["child_writer", "--exact", "--ignored", "--nocapture"])
         .args(["--test-threads", "1"])
         .env(ENV_DIR, dir)
@@ -191,6 +227,25 @@ fn run_child(dir: &Path, first: u64, kill: &Kill) -> (Acknowledged, bool) {
             }
         },
         Kill::After(delay) => std::thread::sleep(delay.saturating_sub(started.elapsed())),
+        Kill::WhileEvicting(puts) => {
+            let mut after = None::<u64>;
+            while after.is_none_or(|n| n < *puts) {
+                let line = received
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the child goes on putting");
+                let message = said(&line).unwrap_or_default();
+                if message == "idle" {
+                    break;
+                }
+                if message.starts_with("evicted ") && message != "evicted 0" {
+                    after.get_or_insert(0);
+                }
+                if let (Some(n), true) = (&mut after, message.starts_with("put ")) {
+                    *n += 1;
+                }
+                seen.push(line);
+            }
+        }
     }
     child.0.kill().unwrap();
     let status = child.0.wait().unwrap();
@@ -210,6 +265,8 @@ fn run_child(dir: &Path, first: u64, kill: &Kill) -> (Acknowledged, bool) {
             acked.puts.insert(seq.parse().unwrap());
         } else if let Some(seq) = message.strip_prefix("del ") {
             acked.deletes.insert(seq.parse().unwrap());
+        } else if let Some(count) = message.strip_prefix("evicted ") {
+            acked.evicted = acked.evicted.max(count.parse().unwrap());
         }
     }
     acked.maybe_deleted = (acked.puts.iter().copied())
@@ -321,7 +378,7 @@ fn killed_writers_lose_nothing_acknowledged_uring() {
             0 => Kill::WhileOpening,
             _ => Kill::After(Duration::from_millis(rng.below(KILL_DELAY_MS_MAX + 1))),
         };
-        let (this_round, opened) = run_child(dir.path(), round * SEQS_PER_ROUND, &kill);
+        let (this_round, opened) = run_child(dir.path(), round * SEQS_PER_ROUND, &kill, false);
         eprintln!(
             "round {round}: killed {kill:?}, {} puts and {} deletes acknowledged{}",
             this_round.puts.len(),
@@ -336,7 +393,7 @@ fn killed_writers_lose_nothing_acknowledged_uring() {
         killed_while_writing += usize::from(!this_round.puts.is_empty());
         acked.extend(this_round);
 
-        let opened = Store::open(store_config(dir.path()), &UringEngine);
+        let opened = Store::open(store_config(dir.path(), false), &UringEngine);
         let (store, report) = opened.unwrap_or_else(|e| panic!("round {round} ({kill:?}): {e}"));
         check_after_restart(&store, &report, round, &acked, &mut ids);
     }
@@ -347,6 +404,57 @@ fn killed_writers_lose_nothing_acknowledged_uring() {
     assert!(
         killed_starting >= 3,
         "{killed_starting} rounds killed during start-up"
+    );
+}
+
+/// Kills during heavy eviction: the child writes into a store a fraction of the size of
+/// what it puts, so it evicts all along, and the kill lands in the middle of it. After
+/// each restart every chunk the catalog lists reads back as bytes that hash to its id,
+/// every chunk the child pinned this round (never evicted) is there byte for byte, and
+/// every acknowledged delete is gone. (Pins live in memory: an earlier round's pins are
+/// gone after a restart, and so may its chunks be.)
+#[test]
+fn killed_writers_during_heavy_eviction_lose_nothing_pinned_uring() {
+    const EVICT_ROUNDS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(SEED ^ 0xe1c7);
+    let mut deletes = BTreeSet::new();
+    let mut killed_evicting = 0;
+    for round in 0..EVICT_ROUNDS {
+        let kill = Kill::WhileEvicting(rng.below(100));
+        let (acked, _) = run_child(dir.path(), round * SEQS_PER_ROUND, &kill, true);
+        eprintln!(
+            "eviction round {round}: killed {kill:?}, {} puts acknowledged, {} evicted",
+            acked.puts.len(),
+            acked.evicted
+        );
+        killed_evicting +=
+            usize::from(acked.evicted > 0 && (acked.puts.len() as u64) < PUTS_PER_ROUND_MAX);
+        deletes.extend(acked.deletes.iter().copied());
+        let (store, report) = Store::open(store_config(dir.path(), true), &UringEngine)
+            .unwrap_or_else(|e| panic!("eviction round {round}: {e}"));
+        assert!(report.refilling.is_empty(), "round {round}: {report:?}");
+        run(async {
+            let local = store.local().unwrap();
+            let listed = check_every_listed_chunk(&store, &local).await;
+            assert_eq!(report.chunks, listed.len(), "round {round}");
+            for &seq in acked.puts.iter().filter(|&&seq| pinned(seq)) {
+                let (id, bytes) = unique_chunk(seq);
+                let read = local
+                    .read(&id, 0..bytes.len() as u64)
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: pinned chunk {seq}: {e}"));
+                assert!(read.to_vec() == bytes, "pinned chunk {seq} differs");
+            }
+            for &seq in &deletes {
+                let id = unique_chunk(seq).0;
+                assert!(!listed.contains_key(&id), "deleted chunk {seq} is listed");
+            }
+        });
+    }
+    assert!(
+        killed_evicting >= EVICT_ROUNDS as usize / 2,
+        "most rounds were killed while evicting: {killed_evicting} of {EVICT_ROUNDS}"
     );
 }
 

@@ -63,6 +63,9 @@ pub enum Change {
     /// Forget a chunk; with a generation, only if it is still the copy that generation
     /// wrote (a chunk found lost is dropped without touching a fresh copy stored since).
     Remove(ChunkId, Option<u64>),
+    /// Forget the chunk whose index key is the first (a `u64` of its id's first 8 bytes)
+    /// if it is still the copy the generation wrote: an eviction, which knows only the key.
+    Evict(u64, u64),
 }
 
 /// What a change did.
@@ -304,6 +307,23 @@ fn apply(
             }
             apply(table, &Change::Remove(*id, None))
         }
+        Change::Evict(key, generation) => {
+            let (low, high) = key_bounds(*key);
+            let found = match table.range::<&[u8; 32]>(&low..=&high)?.next() {
+                Some(row) => {
+                    let (id, record) = row?;
+                    Some((*id.value(), Record::decode(record.value())))
+                }
+                None => None,
+            };
+            match found {
+                Some((id, record)) if record.generation == *generation => {
+                    table.remove(&id)?;
+                    Ok(Applied::Removed(record))
+                }
+                _ => Ok(Applied::NotFound),
+            }
+        }
         Change::Remove(id, None) => Ok(match table.remove(id.as_bytes())? {
             Some(old) => Applied::Removed(Record::decode(old.value())),
             None => Applied::NotFound,
@@ -313,8 +333,14 @@ fn apply(
 
 /// The smallest and largest ids that share `id`'s first 8 bytes (the index key).
 fn prefix_bounds(id: &ChunkId) -> ([u8; 32], [u8; 32]) {
+    let key = u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+    key_bounds(key)
+}
+
+/// The smallest and largest ids whose index key is `key`.
+fn key_bounds(key: u64) -> ([u8; 32], [u8; 32]) {
     let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
-    low[..8].copy_from_slice(&id.as_bytes()[..8]);
-    high[..8].copy_from_slice(&id.as_bytes()[..8]);
+    low[..8].copy_from_slice(&key.to_le_bytes());
+    high[..8].copy_from_slice(&key.to_le_bytes());
     (low, high)
 }

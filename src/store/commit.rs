@@ -11,7 +11,8 @@
 //! [`BATCH_MAX`]), so under load one flush and one catalog fsync serve many PUTs, and with
 //! one PUT in flight the latency is one flush plus one fsync.
 //!
-//! Removals are committed the same way; their space goes into quarantine (see `space`).
+//! Removals are committed the same way; their space is pending until the reads that may
+//! still use it end (see `grace`).
 //!
 //! Devices that went offline after errors are recorded in the catalog as needing a refill
 //! here too, before the batch's records (see `Shared::device_failed`): that commit is
@@ -28,9 +29,11 @@ use tokio::sync::oneshot;
 use super::catalog::{Applied, Change, Record};
 use super::device::{DeviceHandle, Engine};
 use super::error::StoreError;
-use super::index::{Entry, key_of};
+use super::flash::policy_size;
+use super::index::{Entry, Flags, key_of};
 use super::shard::extent_blocks;
 use super::state::{Failure, Shared, lock};
+use crate::cache::policy::Queue;
 use crate::chunk::ChunkId;
 
 /// Most requests committed in one transaction: bounds the latency one batch adds.
@@ -51,6 +54,14 @@ pub(super) enum Request {
         id: ChunkId,
         /// Only the copy this generation wrote (see [`Change::Remove`]).
         generation: Option<u64>,
+        reply: Reply,
+    },
+    /// Evict the chunk indexed under `key` in `group`, if it is still the copy
+    /// `generation` wrote (see `evict`).
+    Evict {
+        group: usize,
+        key: u64,
+        generation: u64,
         reply: Reply,
     },
     /// Record the devices that went offline for refill (no reply: every batch does it
@@ -110,7 +121,7 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
         match (&request, &flush_error) {
             // Without the flush the new shards may not be durable: refuse the inserts.
             (Request::Insert { .. }, Some(error)) => {
-                finish(shared, request, Err(StoreError::Io(error.clone())), now)
+                finish(shared, request, Err(StoreError::Io(error.clone())))
             }
             _ => committing.push(request),
         }
@@ -120,6 +131,9 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
         .filter_map(|request| match request {
             Request::Insert { id, record, .. } => Some(Change::Insert(*id, *record)),
             Request::Remove { id, generation, .. } => Some(Change::Remove(*id, *generation)),
+            Request::Evict {
+                key, generation, ..
+            } => Some(Change::Evict(*key, *generation)),
             Request::RecordRefills => None,
         })
         .collect();
@@ -130,30 +144,20 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     match committed {
         Ok(outcomes) => {
             for (request, outcome) in committing.into_iter().zip(outcomes) {
-                finish(shared, request, Ok(outcome), now);
+                finish(shared, request, Ok(outcome));
             }
         }
         Err(error) => {
             let message = error.to_string();
             for request in committing {
-                finish(
-                    shared,
-                    request,
-                    Err(StoreError::Catalog(message.clone())),
-                    now,
-                );
+                finish(shared, request, Err(StoreError::Catalog(message.clone())));
             }
         }
     }
 }
 
 /// Applies a committed outcome to memory and answers the request.
-fn finish<E: Engine>(
-    shared: &Shared<E>,
-    request: Request,
-    outcome: Result<Applied, StoreError>,
-    now: Instant,
-) {
+fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Applied, StoreError>) {
     match request {
         Request::Insert {
             id,
@@ -164,26 +168,78 @@ fn finish<E: Engine>(
             let group = shared.geometry.placement(&id).group;
             if matches!(outcome, Ok(Applied::Inserted)) {
                 let entry = entry_of(&id, &record);
-                shared.index.insert(entry);
+                shared.index.insert(entry, Flags::default());
                 shared.chunks_per_group[group].fetch_add(1, Ordering::Relaxed);
+                shared
+                    .flash
+                    .bytes
+                    .fetch_add(u64::from(record.len_bytes), Ordering::Relaxed);
+                let size = policy_size(shared.config.scheme, record.len_bytes);
+                let mut guard = lock(&shared.groups[group]);
+                if guard.policy.insert(entry.key, size) == Queue::Main {
+                    shared.index.set_policy(entry.key, 0, true);
+                }
             } else {
                 // The chunk never became visible: its space can be reused at once.
-                lock(&shared.space[group]).free_now(record.offset_blocks, blocks);
+                lock(&shared.groups[group])
+                    .space
+                    .free_now(record.offset_blocks, blocks);
             }
             let _ = reply.send(outcome);
         }
         Request::Remove { id, reply, .. } => {
             if let Ok(Applied::Removed(record)) = &outcome {
                 let group = shared.geometry.placement(&id).group;
-                shared.index.remove_if(key_of(&id), &entry_of(&id, record));
-                shared.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
-                let blocks = extent_blocks(shared.config.scheme, u64::from(record.len_bytes));
-                lock(&shared.space[group]).free(record.offset_blocks, blocks, now);
+                removed(shared, group, &entry_of(&id, record), false);
+            }
+            let _ = reply.send(outcome);
+        }
+        Request::Evict {
+            group, key, reply, ..
+        } => {
+            if let Ok(Applied::Removed(record)) = &outcome {
+                let entry = Entry {
+                    key,
+                    generation: record.generation,
+                    offset_blocks: record.offset_blocks,
+                    len_bytes: record.len_bytes,
+                };
+                removed(shared, group, &entry, true);
             }
             let _ = reply.send(outcome);
         }
         Request::RecordRefills => {}
     }
+}
+
+/// Applies a committed removal of `entry` from `group` to memory: the index, the policy
+/// (unless the policy gave it up itself: an eviction, or a delete racing one) and the
+/// free space, freed after the index removal so that `grace` covers every read of it.
+fn removed<E: Engine>(shared: &Shared<E>, group: usize, entry: &Entry, evicted: bool) {
+    let scheme = shared.config.scheme;
+    shared.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
+    shared
+        .flash
+        .bytes
+        .fetch_sub(u64::from(entry.len_bytes), Ordering::Relaxed);
+    let mut guard = lock(&shared.groups[group]);
+    if let Some(flags) = shared.index.remove_if(entry.key, entry)
+        && !evicted
+        && !flags.evicting
+    {
+        let queue = if flags.main {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
+        guard
+            .policy
+            .removed(entry.key, policy_size(scheme, entry.len_bytes), queue);
+    }
+    let blocks = extent_blocks(scheme, u64::from(entry.len_bytes));
+    guard
+        .space
+        .free(entry.offset_blocks, blocks, shared.grace.stamp());
 }
 
 fn micros(duration: std::time::Duration) -> u64 {

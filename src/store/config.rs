@@ -1,5 +1,5 @@
 //! [`StoreConfig`]: what a store is made of (devices, scheme, catalog directory) and how it
-//! behaves (chunk limit, repair and scrub rates, error limit, header cache).
+//! behaves (chunk limit, repair and scrub rates, error limit, header cache, eviction).
 //!
 //! **Architecture invariant:** plain data; no I/O.
 
@@ -55,7 +55,24 @@ pub struct StoreConfig {
     /// before refusing it as in use. A node that just exited holds its devices for a moment
     /// longer: the kernel closes the files of its io_uring rings after the process is gone.
     pub device_lock_wait: Duration,
+    /// Evict chunks to make room (a cache); off, a PUT into a full group is refused (507)
+    /// as a store would.
+    pub eviction: bool,
+    /// A group's free space, in percent of the group, below which the evictor starts and
+    /// up to which it evicts (see [`DEFAULT_EVICT_LOW_WATERMARK_PERCENT`]).
+    pub evict_low_watermark_percent: u8,
+    pub evict_high_watermark_percent: u8,
 }
+
+/// Default low watermark: the evictor starts when a group has less than 2 % free. Free
+/// space is flash that caches nothing, so it is kept small; it only has to absorb the PUTs
+/// that arrive while the evictor runs, and a PUT that finds no room evicts for itself
+/// anyway. 2 % of even a 100 GiB group is 4,000 chunks of 512 KiB, seconds of ingest.
+pub const DEFAULT_EVICT_LOW_WATERMARK_PERCENT: u8 = 2;
+/// Default high watermark: the evictor stops at 5 % free, so one run evicts 3 % of a
+/// group in batches of 256 removals a catalog commit, and runs are rare (CacheLib and
+/// foyer likewise keep a few regions clean ahead of writes rather than one).
+pub const DEFAULT_EVICT_HIGH_WATERMARK_PERCENT: u8 = 5;
 
 impl StoreConfig {
     /// Five 1 GiB file devices under `data_dir/devices`, 4 + 1: the embedded default.
@@ -81,6 +98,9 @@ impl StoreConfig {
             header_cache_entries: 65_536,
             reformat_foreign_devices: false,
             device_lock_wait: DEFAULT_DEVICE_LOCK_WAIT,
+            eviction: true,
+            evict_low_watermark_percent: DEFAULT_EVICT_LOW_WATERMARK_PERCENT,
+            evict_high_watermark_percent: DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
         }
     }
 }

@@ -16,10 +16,10 @@ pub enum StoreError {
     NoSpace {
         len_bytes: u64,
         largest_free_bytes: u64,
-        /// Bytes of the chunk's group freed by deletes and still quarantined.
+        /// Bytes of the chunk's group freed and still pending (see `grace`).
         quarantined_bytes: u64,
-        /// When the group's first quarantined space is usable again; `None` when nothing
-        /// is quarantined there (space returns only when chunks are deleted).
+        /// When the group's pending space is usable again (zero: once the reads in flight
+        /// end); `None` when nothing is pending (nothing could be evicted either).
         retry_after: Option<std::time::Duration>,
     },
     #[error("byte range {start}..{end} is outside a chunk of {len_bytes} bytes")]
@@ -56,8 +56,8 @@ impl From<redb::Error> for StoreError {
 fn quarantine_note(quarantined_bytes: u64, retry_after: Option<std::time::Duration>) -> String {
     match retry_after {
         Some(after) if quarantined_bytes > 0 => format!(
-            "; {quarantined_bytes} bytes freed by deletes are quarantined, the first of them usable again in {}s",
-            after.as_secs_f64().ceil() as u64
+            "; {quarantined_bytes} bytes freed are quarantined until the reads in flight that may use them end, usable again in {}s",
+            after.as_secs_f64().ceil().max(1.0) as u64
         ),
         _ => String::new(),
     }

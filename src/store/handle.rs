@@ -18,6 +18,8 @@ use super::commit::Request;
 use super::config::StoreConfig;
 use super::device::{Device, DeviceHandle, Engine};
 use super::error::StoreError;
+use super::evict::Evictor;
+use super::flash::FlashStats;
 use super::geometry::{self, Geometry};
 use super::header_cache::HeaderCache;
 use super::health::{DeviceState, Health};
@@ -37,6 +39,8 @@ pub struct Store<E: Engine> {
 /// What a [`Store`] owns: the shared state, the commit thread and the repair queue.
 pub(super) struct StoreInner<E: Engine> {
     pub(super) shared: Arc<Shared<E>>,
+    /// Stopped before the commit thread: it sends to it.
+    pub(super) evictor: Option<Evictor>,
     pub(super) commits: Option<crossbeam::channel::Sender<Request>>,
     pub(super) committer: Option<JoinHandle<()>>,
     pub(super) repairs: Queue,
@@ -53,7 +57,9 @@ impl<E: Engine> Clone for Store<E> {
 impl<E: Engine> Drop for StoreInner<E> {
     fn drop(&mut self) {
         // Closing the channel ends the commit thread once it has answered every request;
-        // joining it releases the catalog file, so the store can be opened again.
+        // joining it releases the catalog file, so the store can be opened again. The
+        // evictor holds a sender too: it stops first.
+        drop(self.evictor.take());
         drop(self.commits.take());
         if let Some(committer) = self.committer.take() {
             let _ = committer.join();
@@ -194,14 +200,17 @@ impl<E: Engine> Store<E> {
         let w = shared.config.scheme.total_shards() as u64;
         let (mut total, mut free, mut quarantined, mut largest) = (0u64, 0u64, 0u64, 0u64);
         let mut release = None::<std::time::Duration>;
-        let now = std::time::Instant::now();
-        for space in &shared.space {
-            let space = lock(space);
+        // Pending space whose readers are gone is free: say so.
+        let reusable = shared.grace.reusable_before();
+        for group in &shared.groups {
+            let mut group = lock(group);
+            group.space.release(reusable);
+            let space = &group.space;
             total += space.total_blocks();
             quarantined += space.quarantined_blocks();
             free += space.free_blocks() - space.quarantined_blocks();
             largest = largest.max(u64::from(space.largest_free_blocks()));
-            if let Some(next) = space.next_release(now) {
+            if let Some(next) = space.next_release() {
                 release = Some(release.map_or(next, |r| r.min(next)));
             }
         }
@@ -213,6 +222,19 @@ impl<E: Engine> Store<E> {
             quarantine_release: release,
             largest_free_run_bytes: largest * block,
         }
+    }
+
+    /// A snapshot of the flash tier: hits, misses, evictions, chunks and bytes.
+    pub fn flash_stats(&self) -> FlashStats {
+        self.shared().flash_stats()
+    }
+
+    /// Pins chunk `id` (it is never evicted) or unpins it; returns whether it is stored.
+    /// For issue 13's live-manifest chunks; nothing but tests sets it yet.
+    pub fn set_pinned(&self, id: &ChunkId, pinned: bool) -> bool {
+        self.shared()
+            .index
+            .set_pinned(super::index::key_of(id), pinned)
     }
 
     /// A snapshot of device and repair health.
@@ -338,10 +360,11 @@ pub struct Capacity {
     pub total_bytes: u64,
     /// Free and usable now.
     pub free_bytes: u64,
-    /// Freed by deletes and still in quarantine (see `space`): free, but not usable until
-    /// its quarantine ends.
+    /// Freed by deletes or evictions and pending: free, but not usable until the reads in
+    /// flight that may still use it end (see `grace`; milliseconds).
     pub quarantined_bytes: u64,
-    /// How long until the first quarantined space is usable again; `None` when none is.
+    /// How long until the first pending space is usable again (zero: as soon as the reads
+    /// in flight end); `None` when none is pending.
     pub quarantine_release: Option<std::time::Duration>,
     /// The longest free run in any group's partitions: the largest shard (with header) that
     /// could be placed right now.

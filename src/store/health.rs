@@ -159,6 +159,8 @@ pub struct Health {
     pub chunks_at_risk: u64,
     /// Chunks the scrub has checked in all.
     pub scrub_chunks: u64,
+    /// The flash tier: hits, misses, evictions, chunks and bytes (see `evict`).
+    pub flash: super::flash::FlashStats,
 }
 
 /// One device in a [`Health`] snapshot.

@@ -8,9 +8,12 @@
 //!
 //! Files, by role: `config` and `error` (the settings and the failures), `state` (what all
 //! cores share) and `handle` ([`Store`], [`LocalStore`]), `geometry` (where shards go),
-//! `shard` (the self-checking shard header), `space` (free space per group), `index` (id →
-//! location, in memory), `catalog` (the durable record, in redb) and `commit` (the thread
-//! that writes it), `write` and `read` (the data paths), `repair` (background repair,
+//! `shard` (the self-checking shard header), `space` (free space per group), `grace` (when
+//! freed space may be reused: once no read or repair that saw its record runs), `flash`,
+//! `evict` and `room` (eviction: a per-group S3-FIFO, the background evictor, PUTs that
+//! evict to make room), `index` (id → location and eviction state, in memory), `catalog`
+//! (the durable record, in redb) and `commit` (the thread that writes it), `write` and
+//! `read` (the data paths), `repair` (background repair,
 //! scrub and refill), `health`, `device` (the I/O engines), `aligned` (O_DIRECT buffers),
 //! `open` (start-up and recovery). This file only declares them and re-exports the public
 //! names.
@@ -20,12 +23,15 @@
 //! one index shard's read lock; writes also lock their group's free space briefly. The
 //! commit thread makes writes durable and records them (and devices that failed) in the
 //! catalog; [`Store::start_maintenance`] runs refill, repair and scrub on a thread of the
-//! store's own ([`Maintenance`]), never on a core.
+//! store's own ([`Maintenance`]), never on a core; the evictor (`chunkd-evict`) keeps each
+//! group's free space between its watermarks, also off the cores.
 //!
 //! **Architecture invariants:** a chunk is stored exactly when its catalog record is
 //! committed, and a record is committed only after all its shards are durable on the
 //! devices; space a record claims is never written except to repair the same shard in
-//! place; every byte returned was checked against its shard's checksums and header.
+//! place, and freed space is reused only after every read and repair that could have seen
+//! its old record has ended; every byte returned was checked against its shard's
+//! checksums and header.
 
 mod aligned;
 mod catalog;
@@ -34,8 +40,11 @@ mod commit;
 mod config;
 pub mod device;
 mod error;
+mod evict;
 mod fetch;
+mod flash;
 mod geometry;
+mod grace;
 mod handle;
 mod header_cache;
 mod health;
@@ -44,6 +53,7 @@ mod open;
 mod read;
 mod rebuilds;
 mod repair;
+mod room;
 mod shard;
 mod space;
 mod state;
@@ -52,9 +62,13 @@ mod write;
 
 pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice, release_idle_regions};
 pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
-pub use config::{DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_MAX_CHUNK_BYTES, StoreConfig};
+pub use config::{
+    DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
+    DEFAULT_EVICT_LOW_WATERMARK_PERCENT, DEFAULT_MAX_CHUNK_BYTES, StoreConfig,
+};
 pub use device::{DeviceSpec, Engine};
 pub use error::StoreError;
+pub use flash::{EvictReason, FlashStats};
 pub use geometry::Geometry;
 pub use handle::{Capacity, LocalStore, ShardLocation, Store};
 pub use health::{DeviceHealth, DeviceState, Health};

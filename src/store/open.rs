@@ -31,15 +31,16 @@ use super::commit;
 use super::config::StoreConfig;
 use super::device::{DeviceHandle, DeviceSpec, Engine, first_duplicate};
 use super::error::StoreError;
+use super::evict::Evictor;
+use super::flash::{FlashCounters, Group, loaded_group};
 use super::geometry::{
     DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
 };
 use super::handle::{Store, StoreInner};
 use super::health::{DeviceCounters, DeviceState, StoreCounters};
-use super::index::{Entry, Index, key_of};
+use super::index::{Entry, Flags, GENERATION_LIMIT, Index, key_of};
 use super::repair::queue::Queue;
 use super::shard::{BLOCKS_MAX, CHECKSUM_BLOCK_BYTES, extent_blocks};
-use super::space::GroupSpace;
 use super::state::{DeviceSlot, Shared};
 
 /// What opening the store found.
@@ -94,12 +95,13 @@ impl<E: Engine> Store<E> {
             .map(|d| d.spec.to_string())
             .collect();
         let chunks = loaded.index.len();
+        let (evict_wake, evict_wakes) = crossbeam::channel::bounded(1);
         let shared = Arc::new(Shared {
             config,
             geometry,
             devices,
             index: loaded.index,
-            space: loaded.space.into_iter().map(Mutex::new).collect(),
+            groups: loaded.groups.into_iter().map(Mutex::new).collect(),
             chunks_per_group: loaded
                 .chunks_per_group
                 .into_iter()
@@ -107,13 +109,18 @@ impl<E: Engine> Store<E> {
                 .collect(),
             catalog,
             generation: AtomicU64::new(loaded.next_generation),
+            grace: Default::default(),
             counters: StoreCounters::default(),
+            flash: FlashCounters::holding(loaded.bytes),
+            evict_wake: evict_wake.clone(),
             unrecoverable: Mutex::new(std::collections::HashSet::new()),
         });
         let (sender, receiver) = crossbeam::channel::unbounded();
         let committer = commit::spawn(shared.clone(), receiver);
+        let evictor = Evictor::spawn(shared.clone(), sender.clone(), evict_wakes, evict_wake);
         let store = Store::from_inner(StoreInner {
             shared,
+            evictor: Some(evictor),
             commits: Some(sender),
             committer: Some(committer),
             repairs: Queue::new(),
@@ -427,9 +434,10 @@ fn random_uuid() -> Result<[u8; 16], StoreError> {
 
 struct Loaded {
     index: Index,
-    space: Vec<GroupSpace>,
+    groups: Vec<Group>,
     chunks_per_group: Vec<u64>,
     next_generation: u64,
+    bytes: u64,
 }
 
 /// Builds the index and free space from the catalog.
@@ -440,7 +448,7 @@ fn load_catalog(
 ) -> Result<Loaded, StoreError> {
     let groups = geometry.groups();
     let index = Index::default();
-    let mut used: Vec<Vec<(u32, u32)>> = vec![Vec::new(); groups];
+    let mut used: Vec<Vec<(Entry, u32)>> = vec![Vec::new(); groups];
     let mut chunks_per_group = vec![0u64; groups];
     let mut next_generation = 1;
     let mut damaged = 0usize;
@@ -454,12 +462,12 @@ fn load_catalog(
             offset_blocks: record.offset_blocks,
             len_bytes: record.len_bytes,
         };
-        if !fits || index.get(entry.key).is_some() {
+        if !fits || record.generation >= GENERATION_LIMIT || index.get(entry.key).is_some() {
             damaged += 1;
             return;
         }
-        index.insert(entry);
-        used[group].push((record.offset_blocks, blocks));
+        index.insert(entry, Flags::default());
+        used[group].push((entry, blocks));
         chunks_per_group[group] += 1;
         next_generation = next_generation.max(record.generation + 1);
     })?;
@@ -469,18 +477,24 @@ fn load_catalog(
             "catalog records that do not fit the geometry or share an index key were skipped"
         );
     }
-    let space = used
+    let bytes = used
+        .iter()
+        .flatten()
+        .map(|(e, _)| u64::from(e.len_bytes))
+        .sum();
+    let groups = used
         .into_iter()
         .enumerate()
-        .map(|(group, runs)| {
-            GroupSpace::new(geometry.partition_blocks, runs)
+        .map(|(group, chunks)| {
+            loaded_group(geometry.partition_blocks, chunks, config.scheme)
                 .map_err(|e| setup(format!("catalog records of group {group} overlap: {e}")))
         })
         .collect::<Result<_, _>>()?;
     Ok(Loaded {
         index,
-        space,
+        groups,
         chunks_per_group,
         next_generation,
+        bytes,
     })
 }

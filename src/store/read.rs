@@ -87,8 +87,31 @@ impl<E: Engine> LocalStore<E> {
             .map(|e| u64::from(e.len_bytes))
     }
 
-    /// Reads bytes `range` of chunk `id`, verified, rebuilding what it must.
+    /// Reads bytes `range` of chunk `id`, verified, rebuilding what it must. Counts a
+    /// flash hit (for the eviction policy too) or miss.
     pub async fn read(&self, id: &ChunkId, range: Range<u64>) -> Result<ChunkBytes, StoreError> {
+        let read = self.read_uncounted(id, range).await;
+        let flash = &self.shared.flash;
+        match &read {
+            Ok(_) => {
+                flash.hits.add(1);
+                self.shared.index.hit(key_of(id));
+            }
+            Err(StoreError::NotFound) => {
+                flash.misses.add(1);
+            }
+            Err(_) => {}
+        }
+        read
+    }
+
+    async fn read_uncounted(
+        &self,
+        id: &ChunkId,
+        range: Range<u64>,
+    ) -> Result<ChunkBytes, StoreError> {
+        // Held until the last I/O of this record: its space is not reused meanwhile.
+        let _pass = self.shared.grace.enter();
         let entry = self
             .shared
             .index

@@ -1,11 +1,12 @@
 //! Free space in each group: best-fit allocation of runs of 4 KiB blocks, coalescing on
-//! free, and a quarantine that keeps freed space unused for a while.
+//! free, and *pending* space that waits for the reads and repairs that may still use it.
 //!
-//! Why a quarantine: a read or a repair that looked a chunk up just before it was deleted
-//! may still be fetching or writing its shards. Freed space only becomes allocatable again
-//! [`QUARANTINE`] later, far longer than any one I/O may take, so no new chunk is written
-//! where such a straggler still works. (Reads verify every header and block anyway; the
-//! quarantine keeps a straggling *repair write* from landing on a new chunk.)
+//! Why pending: a read or a repair that looked a chunk up just before it was deleted or
+//! evicted may still be fetching or writing its shards. Freed space is stamped with the
+//! `grace` epoch and becomes allocatable only once every read and repair that could have
+//! seen its record has ended (see `grace`), so no new chunk is written where such a
+//! straggler still works. (Reads verify every header and block anyway; this keeps a
+//! straggling *repair write* from landing on a new chunk.)
 //!
 //! Fragmentation: free runs are kept coalesced and allocation is best-fit (the smallest run
 //! that fits, lowest offset first), which keeps large runs whole for large shards. When no
@@ -15,9 +16,12 @@
 //! **Architecture invariant:** in memory only; rebuilt from the catalog at start-up.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long freed space waits before it is reused.
+/// The `Retry-After` of a PUT refused for space when no freed space is pending (nothing can
+/// be evicted: every chunk is pinned or in use, or eviction is off): 60 s, a guess at how
+/// long an operator or a delete takes to make room. Space pending a read in flight returns
+/// within milliseconds and is answered with 1 s.
 pub const QUARANTINE: Duration = Duration::from_secs(60);
 
 /// The free space of one group's partitions, in blocks.
@@ -27,8 +31,10 @@ pub struct GroupSpace {
     by_start: BTreeMap<u32, u32>,
     by_len: BTreeSet<(u32, u32)>,
     free_blocks: u64,
-    quarantine: VecDeque<(Instant, u32, u32)>,
-    quarantined_blocks: u64,
+    /// Freed runs `(stamp, start, len)` waiting for the reads that may use them, in stamp
+    /// order.
+    pending: VecDeque<(u64, u32, u32)>,
+    pending_blocks: u64,
 }
 
 impl GroupSpace {
@@ -44,8 +50,8 @@ impl GroupSpace {
             by_start: BTreeMap::new(),
             by_len: BTreeSet::new(),
             free_blocks: 0,
-            quarantine: VecDeque::new(),
-            quarantined_blocks: 0,
+            pending: VecDeque::new(),
+            pending_blocks: 0,
         };
         used.sort_unstable();
         let mut next = 0u64;
@@ -70,10 +76,10 @@ impl GroupSpace {
     }
 
     /// Takes `len` contiguous blocks and returns their start, or `None` if no free run is
-    /// long enough.
-    pub fn allocate(&mut self, len: u32, now: Instant) -> Option<u32> {
+    /// long enough. Pending space stamped before `reusable_before` is released first.
+    pub fn allocate(&mut self, len: u32, reusable_before: u64) -> Option<u32> {
         assert!(len > 0);
-        self.release_quarantine(now);
+        self.release(reusable_before);
         let &(run_len, start) = self.by_len.range((len, 0)..).next()?;
         self.remove_free(start, run_len);
         if run_len > len {
@@ -82,10 +88,10 @@ impl GroupSpace {
         Some(start)
     }
 
-    /// Returns `len` blocks at `start` after the quarantine.
-    pub fn free(&mut self, start: u32, len: u32, now: Instant) {
-        self.quarantine.push_back((now, start, len));
-        self.quarantined_blocks += u64::from(len);
+    /// Returns `len` blocks at `start` once no pass older than `stamp` runs (see `grace`).
+    pub fn free(&mut self, start: u32, len: u32, stamp: u64) {
+        self.pending.push_back((stamp, start, len));
+        self.pending_blocks += u64::from(len);
     }
 
     /// Returns `len` blocks at `start` at once: only for space no one else can have seen
@@ -107,13 +113,14 @@ impl GroupSpace {
         self.insert_free(start, len);
     }
 
-    fn release_quarantine(&mut self, now: Instant) {
-        while let Some(&(freed_at, start, len)) = self.quarantine.front() {
-            if now.duration_since(freed_at) < QUARANTINE {
+    /// Makes pending space stamped before `reusable_before` allocatable.
+    pub fn release(&mut self, reusable_before: u64) {
+        while let Some(&(stamp, start, len)) = self.pending.front() {
+            if stamp >= reusable_before {
                 break;
             }
-            self.quarantine.pop_front();
-            self.quarantined_blocks -= u64::from(len);
+            self.pending.pop_front();
+            self.pending_blocks -= u64::from(len);
             self.free_now(start, len);
         }
     }
@@ -136,22 +143,20 @@ impl GroupSpace {
         self.total_blocks
     }
 
-    /// Blocks free now or after their quarantine.
+    /// Blocks free now or once pending.
     pub fn free_blocks(&self) -> u64 {
-        self.free_blocks + self.quarantined_blocks
+        self.free_blocks + self.pending_blocks
     }
 
-    /// Blocks freed by deletes and still in their quarantine: not usable yet.
+    /// Blocks freed by deletes or evictions and waiting for reads in flight: not usable yet.
     pub fn quarantined_blocks(&self) -> u64 {
-        self.quarantined_blocks
+        self.pending_blocks
     }
 
-    /// How long until the oldest quarantined run can be reused (zero if it can now);
-    /// `None` when nothing is quarantined.
-    pub fn next_release(&self, now: Instant) -> Option<Duration> {
-        self.quarantine
-            .front()
-            .map(|&(freed_at, _, _)| QUARANTINE.saturating_sub(now.duration_since(freed_at)))
+    /// How long until pending space can be reused: zero when some is pending (it returns
+    /// as soon as the reads in flight end), `None` when none is.
+    pub fn next_release(&self) -> Option<Duration> {
+        self.pending.front().map(|_| Duration::ZERO)
     }
 
     /// The longest run that could be allocated now: the largest shard that fits.
@@ -165,20 +170,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quarantined_space_is_reported_apart_with_when_it_returns() {
-        let start = Instant::now();
+    fn pending_space_is_reported_apart_until_released() {
         let mut space = GroupSpace::new(100, vec![(0, 100)]).unwrap();
-        assert_eq!(space.next_release(start), None);
-        space.free(10, 20, start);
+        assert_eq!(space.next_release(), None);
+        space.free(10, 20, 5);
         assert_eq!(space.quarantined_blocks(), 20);
         assert_eq!(space.largest_free_blocks(), 0, "nothing usable yet");
-        assert_eq!(
-            space.next_release(start + QUARANTINE / 4),
-            Some(QUARANTINE * 3 / 4)
-        );
-        assert_eq!(space.allocate(20, start + QUARANTINE), Some(10));
+        assert_eq!(space.next_release(), Some(Duration::ZERO));
+        assert_eq!(space.allocate(20, 5), None, "stamp 5 is not before 5");
+        assert_eq!(space.allocate(20, 6), Some(10));
         assert_eq!(space.quarantined_blocks(), 0);
-        assert_eq!(space.next_release(start + QUARANTINE), None);
+        assert_eq!(space.next_release(), None);
     }
 
     #[test]
@@ -196,51 +198,40 @@ mod tests {
 
     #[test]
     fn best_fit_takes_the_smallest_run_that_fits() {
-        let now = Instant::now();
         let mut space = GroupSpace::new(100, vec![(10, 5), (20, 70)]).unwrap();
         // Free runs: [0,10) len 10, [15,20) len 5, [90,100) len 10.
-        assert_eq!(space.allocate(4, now), Some(15));
-        assert_eq!(space.allocate(10, now), Some(0));
-        assert_eq!(space.allocate(11, now), None);
-        assert_eq!(space.allocate(10, now), Some(90));
+        assert_eq!(space.allocate(4, 0), Some(15));
+        assert_eq!(space.allocate(10, 0), Some(0));
+        assert_eq!(space.allocate(11, 0), None);
+        assert_eq!(space.allocate(10, 0), Some(90));
         assert_eq!(space.free_blocks(), 1);
     }
 
     #[test]
-    fn freed_space_coalesces_but_only_after_quarantine() {
-        let start = Instant::now();
+    fn freed_space_coalesces_but_only_once_released() {
         let mut space = GroupSpace::new(30, vec![]).unwrap();
-        let a = space.allocate(10, start).unwrap();
-        let b = space.allocate(10, start).unwrap();
-        let c = space.allocate(10, start).unwrap();
-        space.free(a, 10, start);
-        space.free(c, 10, start);
-        space.free(b, 10, start);
+        let a = space.allocate(10, 0).unwrap();
+        let b = space.allocate(10, 0).unwrap();
+        let c = space.allocate(10, 0).unwrap();
+        space.free(a, 10, 1);
+        space.free(c, 10, 1);
+        space.free(b, 10, 2);
         assert_eq!(
             space.free_blocks(),
             30,
-            "quarantined space still counts as free capacity"
+            "pending space still counts as free capacity"
         );
-        assert_eq!(
-            space.allocate(1, start + QUARANTINE / 2),
-            None,
-            "not reusable during quarantine"
-        );
-        assert_eq!(
-            space.allocate(30, start + QUARANTINE),
-            Some(0),
-            "the three runs merged back"
-        );
+        assert_eq!(space.allocate(11, 2), None, "b is still pending");
+        assert_eq!(space.allocate(30, 3), Some(0), "the three runs merged back");
     }
 
     #[test]
     fn free_now_coalesces_with_both_neighbours() {
-        let now = Instant::now();
         let mut space = GroupSpace::new(30, vec![(0, 30)]).unwrap();
         space.free_now(0, 10);
         space.free_now(20, 10);
         space.free_now(10, 10);
         assert_eq!(space.largest_free_blocks(), 30);
-        assert_eq!(space.allocate(30, now), Some(0));
+        assert_eq!(space.allocate(30, 0), Some(0));
     }
 }

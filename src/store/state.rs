@@ -12,10 +12,11 @@ use std::sync::{Mutex, MutexGuard};
 use super::catalog::Catalog;
 use super::config::StoreConfig;
 use super::device::{DeviceSpec, Engine};
+use super::flash::{FlashCounters, Group};
 use super::geometry::Geometry;
+use super::grace::Grace;
 use super::health::{DeviceCounters, StoreCounters};
 use super::index::Index;
-use super::space::GroupSpace;
 use crate::chunk::ChunkId;
 
 /// A device of the store: its handle and its health.
@@ -83,12 +84,18 @@ pub(super) struct Shared<E: Engine> {
     pub(super) geometry: Geometry,
     pub(super) devices: Vec<DeviceSlot<E::Handle>>,
     pub(super) index: Index,
-    pub(super) space: Vec<Mutex<GroupSpace>>,
+    /// Each group's free space and eviction policy (see `evict`).
+    pub(super) groups: Vec<Mutex<Group>>,
     /// Chunks stored per group (for chunks-at-risk).
     pub(super) chunks_per_group: Vec<AtomicU64>,
     pub(super) catalog: Catalog,
     pub(super) generation: AtomicU64,
+    /// When freed space may be reused (see `grace`).
+    pub(super) grace: Grace,
     pub(super) counters: StoreCounters,
+    pub(super) flash: FlashCounters,
+    /// Wakes the evictor (a PUT left a group below its low watermark).
+    pub(super) evict_wake: crossbeam::channel::Sender<()>,
     /// Chunks found with fewer than `k` sound shards while every device was usable: gone
     /// for good. A PUT of one of them stores it afresh instead of answering "already
     /// present". Bounded by [`UNRECOVERABLE_MAX`].

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -17,7 +16,6 @@ use super::chunk_buffer::VerifiedChunk;
 use super::commit::{Reply, Request};
 use super::device::Engine;
 use super::error::StoreError;
-use super::geometry::DEVICE_BLOCK_BYTES;
 use super::handle::LocalStore;
 use super::index::{Entry, key_of};
 use super::shard::{self, HEADER_BYTES, extent_blocks};
@@ -55,17 +53,14 @@ impl<E: Engine> LocalStore<E> {
         let (id, data, layout) = chunk.into_parts();
         let placement = shared.geometry.placement(&id);
         let blocks = extent_blocks(shared.config.scheme, layout.chunk_len_bytes());
-        let allocated = lock(&shared.space[placement.group]).allocate(blocks, Instant::now());
-        let Some(offset_blocks) = allocated else {
-            let space = lock(&shared.space[placement.group]);
-            let per_shard = shared.config.scheme.total_shards() as u64 * DEVICE_BLOCK_BYTES;
-            return Err(StoreError::NoSpace {
-                len_bytes: layout.chunk_len_bytes(),
-                largest_free_bytes: u64::from(space.largest_free_blocks()) * DEVICE_BLOCK_BYTES,
-                quarantined_bytes: space.quarantined_blocks() * per_shard,
-                retry_after: space.next_release(Instant::now()),
-            });
+        let offset_blocks = match self.allocate(placement.group, blocks) {
+            Some(offset) => offset,
+            None => {
+                self.make_room(placement.group, blocks, layout.chunk_len_bytes())
+                    .await?
+            }
         };
+
         let record = Record {
             generation: shared.generation.fetch_add(1, Ordering::Relaxed),
             offset_blocks,
@@ -79,7 +74,10 @@ impl<E: Engine> LocalStore<E> {
         };
         let written = self.write_shards(&self.stripe(&id, entry), data).await;
         if let Err(error) = written {
-            lock(&shared.space[placement.group]).free_now(offset_blocks, blocks);
+            // Every write has completed (failed or not): no I/O can land there later.
+            lock(&shared.groups[placement.group])
+                .space
+                .free_now(offset_blocks, blocks);
             return Err(error);
         }
         match self

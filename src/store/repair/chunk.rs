@@ -2,12 +2,12 @@
 //! them back in place; and [`LocalStore::shard_health`], which only reads and counts.
 //!
 //! **Architecture invariant:** a shard is written back only into its own chunk's space,
-//! and only when the chunk is still indexed with the generation that was read and the
-//! repair began less than half a quarantine ago (so the space cannot have been reused).
+//! and only when the chunk is still indexed with the generation that was read; the repair
+//! holds a `grace` pass from its lookup to its last write, so the space cannot have been
+//! reused meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use futures_util::future::join_all;
 
@@ -20,7 +20,6 @@ use crate::store::fetch::{Fault, HeaderSource, Window};
 use crate::store::handle::LocalStore;
 use crate::store::index::key_of;
 use crate::store::shard::{self, HEADER_BYTES};
-use crate::store::space::QUARANTINE;
 use crate::store::state::{UNRECOVERABLE_MAX, lock};
 use crate::store::stripe::Stripe;
 
@@ -63,6 +62,7 @@ struct Reading {
 impl<E: Engine> LocalStore<E> {
     /// Reads and verifies every shard of `id`; `None` when it is not stored.
     pub async fn shard_health(&self, id: &ChunkId) -> Result<Option<ShardHealth>, StoreError> {
+        let _pass = self.shared.grace.enter();
         let Some(entry) = self.shared.index.get(key_of(id)) else {
             return Ok(None);
         };
@@ -86,8 +86,9 @@ impl<E: Engine> LocalStore<E> {
 
     /// Reads every shard of `id` and rewrites the ones that do not verify.
     pub async fn repair(&self, id: &ChunkId) -> Result<RepairOutcome, StoreError> {
-        let started = Instant::now();
         let shared = &*self.shared;
+        // Held from the lookup to the last write: the record's space is not reused meanwhile.
+        let _pass = shared.grace.enter();
         let Some(entry) = shared.index.get(key_of(id)) else {
             return Ok(RepairOutcome::Gone);
         };
@@ -131,9 +132,9 @@ impl<E: Engine> LocalStore<E> {
                 .rebuild(&mut views, present, bad)
                 .expect("k shards verified");
         }
-        // Write only if the chunk is still the one we read, and soon enough that its space
-        // cannot have been reused even if it was deleted a moment ago.
-        if shared.index.get(key_of(id)) != Some(entry) || started.elapsed() > QUARANTINE / 2 {
+        // Write only if the chunk is still the one we read (a chunk deleted meanwhile is not
+        // rewritten; its space is still not reused, as this repair holds a pass).
+        if shared.index.get(key_of(id)) != Some(entry) {
             return Ok(RepairOutcome::Gone);
         }
         let repaired = write_back(&stripe, bad, &mut windows).await;

@@ -4,9 +4,9 @@
 //! chunk (`queue`); the repair task reads all its shards, rebuilds the bad ones and writes
 //! them back in place (`chunk`). In place is safe: the space belongs to this chunk's
 //! record, and the shard is rewritten with the very bytes and header it should hold. Before
-//! writing, the task checks the chunk is still indexed with the same generation and that it
-//! started less than half a quarantine ago, so a chunk deleted meanwhile is never written
-//! over a successor.
+//! writing, the task checks the chunk is still indexed with the same generation, and it holds
+//! a `grace` pass from lookup to write, so a chunk deleted meanwhile is never written over a
+//! successor.
 //!
 //! *Scrub* (`scrub`): between queued repairs, every chunk of the catalog is repaired in turn
 //! at its own rate, so latent sector errors and corrupt parity, which reads never look at,

@@ -42,6 +42,7 @@ pub(crate) fn health<E: Engine>(shared: &Shared<E>, queue: &Queue) -> Health {
         queue.count_where(|id| !degraded[shared.geometry.placement(id).group]) as u64;
     let c = &shared.counters;
     Health {
+        flash: shared.flash_stats(),
         devices,
         shards_rebuilt: c.shards_rebuilt.load(Ordering::Relaxed),
         shards_repaired: c.shards_repaired.load(Ordering::Relaxed),
