@@ -10,6 +10,7 @@
 
 pub mod policy;
 mod policy_ghost;
+mod policy_keys;
 #[cfg(test)]
 mod policy_tests;
 

@@ -176,7 +176,7 @@ mod tests {
     /// evicting (so its ghost is full) as new chunks arrive; the worst and mean over
     /// sizes from 20,000 to 300,000 chunks held (hashbrown's load cycles as it grows).
     #[test]
-    fn index_and_policy_cost_about_60_bytes_a_chunk() {
+    fn index_and_policy_stay_within_64_bytes_a_chunk() {
         const SIZE: u32 = 4096;
         let (mut worst, mut worst_index, mut sum, mut samples) = (0.0f64, 0.0f64, 0.0f64, 0);
         for held in (20_000..=300_000u64).step_by(11_903) {
@@ -213,11 +213,10 @@ mod tests {
         eprintln!(
             "index + policy: worst {worst:.1}, mean {mean:.1} bytes a chunk (index alone: worst {worst_index:.1})"
         );
-        // Measured: index 41-45 (it was 29-57 with equal shards), policy 13-21 (its
-        // queues double as they grow): the mean is within the 64 bytes; the worst
-        // exceeds it by a byte where the policy's queues have just doubled.
+        // Measured: worst 57.6, mean 56.1 (index 41-45 — it was 29-57 with equal shards;
+        // the policy ~12-15, its queues in blocks, `cache::policy_keys`).
         assert!(worst_index <= 46.0, "index alone: worst {worst_index:.1}");
         assert!(mean <= 64.0, "mean {mean:.1} bytes per chunk");
-        assert!(worst <= 66.0, "worst {worst:.1} bytes per chunk");
+        assert!(worst <= 64.0, "worst {worst:.1} bytes per chunk");
     }
 }
