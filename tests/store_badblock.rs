@@ -185,6 +185,70 @@ fn a_device_errors_took_offline_is_probed_and_refilled_without_a_restart() {
     assert!(report.refilling.is_empty(), "{:?}", report.refilling);
 }
 
+/// A probe of a device that hangs (a read stuck in the kernel, not failing) does not stop
+/// the repair thread: queued repairs go on, and the device comes back once it answers.
+#[test]
+fn a_hung_probe_does_not_stop_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(65);
+    // 3 + 2: with the hung device out and a bad block elsewhere, chunks stay readable.
+    let mut cfg = repair_config(dir.path(), Scheme::new(3, 2).unwrap());
+    cfg.device_error_limit = 2;
+    cfg.device_probe_interval = Duration::from_millis(20);
+    let victim = 3;
+    let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
+    run(async {
+        let local = store.local().unwrap();
+        let mut ids = Vec::new();
+        for n in 0..8 {
+            let (id, bytes) = mib_chunk(n);
+            let chunk =
+                VerifiedChunk::from_slice(&bytes, cfg.scheme, DEFAULT_MAX_CHUNK_BYTES).unwrap();
+            local.put(chunk).await.unwrap();
+            ids.push(id);
+        }
+        spawn_repairs(&store);
+        let hung = engine.device(&cfg.devices[victim].path);
+        hung.set_lost(true);
+        for (n, id) in ids.iter().enumerate() {
+            let read = local.read(id, 0..MIB as u64).await.unwrap();
+            assert!(read.to_vec() == mib_chunk(n as u64).1);
+        }
+        assert_eq!(store.health().devices[victim].state, DeviceState::Offline);
+        // It answers no error any more, but its reads block: the next probe hangs.
+        hung.set_hung(true);
+        hung.set_lost(false);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // A bad block on another device is repaired meanwhile.
+        let id = ids
+            .iter()
+            .find(|id| store.shard_locations(id).unwrap().unwrap()[0].device != victim)
+            .expect("a chunk whose first shard is not on the hung device");
+        let shard = store.shard_locations(id).unwrap().unwrap()[0];
+        engine
+            .device(&cfg.devices[shard.device].path)
+            .corrupt(shard.data_offset_bytes() + 100, 3);
+        let n = ids.iter().position(|i| i == id).unwrap() as u64;
+        let read = local.read(id, 0..MIB as u64).await.unwrap();
+        assert!(read.to_vec() == mib_chunk(n).1);
+        wait_for("the repair, while the probe hangs", LIMIT, || {
+            store.health().shards_repaired >= 1
+        })
+        .await;
+        assert_eq!(store.health().devices[victim].state, DeviceState::Offline);
+
+        hung.set_hung(false);
+        wait_for(
+            "the hung device to come back and be refilled",
+            LIMIT,
+            || store.health().devices[victim].state == DeviceState::Online,
+        )
+        .await;
+        assert_all_whole(&store, &local, &ids).await;
+    });
+}
+
 /// An operator's `Offline` is never undone by a probe.
 #[test]
 fn a_device_an_operator_took_offline_is_not_probed_back() {

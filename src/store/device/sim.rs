@@ -46,6 +46,8 @@ pub struct SimDevice {
     path: PathBuf,
     state: Mutex<Contents>,
     lost: AtomicBool,
+    /// Blocking reads (`read_sync`) wait while this is set.
+    hung: AtomicBool,
     syncs: AtomicU64,
     engine: Arc<SimInner>,
 }
@@ -124,6 +126,12 @@ impl SimDevice {
     /// Makes every later operation fail with EIO, as a dead device.
     pub fn set_lost(&self, lost: bool) {
         self.lost.store(lost, Ordering::SeqCst);
+    }
+
+    /// Makes blocking reads hang until called again with `false` (a device stuck in the
+    /// kernel rather than failing).
+    pub fn set_hung(&self, hung: bool) {
+        self.hung.store(hung, Ordering::SeqCst);
     }
 
     /// A copy of `len` bytes at `offset`.
@@ -234,6 +242,7 @@ impl Engine for SimEngine {
                     undo: Vec::new(),
                 }),
                 lost: AtomicBool::new(false),
+                hung: AtomicBool::new(false),
                 syncs: AtomicU64::new(0),
                 engine: self.inner.clone(),
             })
@@ -250,6 +259,10 @@ impl DeviceHandle for Arc<SimDevice> {
     }
 
     fn read_sync(&self, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
+        // A hung device blocks its caller, as a read stuck in the kernel would.
+        while self.hung.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.read(buf, offset)
     }
 

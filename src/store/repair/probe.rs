@@ -7,12 +7,24 @@
 //! catalog, never straight to online; a device an operator took offline is never probed.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::store::aligned::AlignedBuf;
 use crate::store::device::{DeviceHandle, Engine};
 use crate::store::geometry::{SUPERBLOCK_BYTES, Superblock};
 use crate::store::health::DeviceState;
 use crate::store::state::Shared;
+
+/// The longest the repair thread waits for a probe before going on without it: a
+/// superblock read of a device that answers takes milliseconds; one that hangs (a
+/// controller stuck in resets) may block its thread for minutes. The wait is the probe
+/// interval, within 100 ms and this.
+pub(super) const PROBE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long the repair thread waits for a probe, for a probe every `interval`.
+pub(super) fn probe_wait(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(100), PROBE_WAIT_MAX)
+}
 
 /// Probes every device errors took offline; returns the devices brought back (now
 /// refilling). Blocking (a superblock read and a catalog commit each): for a blocking

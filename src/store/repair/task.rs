@@ -8,9 +8,10 @@
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::probe::probe_offline;
+use super::probe::{probe_offline, probe_wait};
 use super::rate::RateLimit;
 use super::scrub::ScrubCursor;
 use crate::store::commit::flush_devices;
@@ -33,10 +34,11 @@ impl<E: Engine> LocalStore<E> {
         let mut scrub = ScrubCursor::new(config.scrub_bytes_per_second);
         let probe_every = config.device_probe_interval;
         let mut next_probe = Instant::now() + probe_every;
+        let mut probing = None;
         loop {
             if !probe_every.is_zero() && Instant::now() >= next_probe {
                 next_probe = Instant::now() + probe_every;
-                if self.probe_devices().await {
+                if self.probe_devices(&mut probing).await {
                     self.refill(&mut queue, &mut limit).await;
                 }
             }
@@ -72,11 +74,43 @@ impl<E: Engine> LocalStore<E> {
     }
 
     /// Probes the devices errors took offline (off this thread: it blocks); returns
-    /// whether any came back and needs its refill.
-    async fn probe_devices(&self) -> bool {
+    /// whether any came back and needs its refill. A probe still blocked after
+    /// `probe_wait` (a device that hangs rather than fails) is left running in `probing`
+    /// and no other is started until it ends, so repairs and the scrub go on meanwhile.
+    async fn probe_devices(&self, probing: &mut Option<oneshot::Receiver<Vec<usize>>>) -> bool {
+        if let Some(mut running) = probing.take() {
+            return match running.try_recv() {
+                Ok(back) => !back.is_empty(),
+                Err(oneshot::error::TryRecvError::Closed) => false,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    tracing::warn!("a device probe is still blocked; no new probe until it ends");
+                    *probing = Some(running);
+                    false
+                }
+            };
+        }
+        // A thread of its own, not the runtime's blocking pool: a runtime waits for its
+        // blocking tasks when it is dropped, so a hung probe would hang the store's shutdown.
+        let (done, mut probe) = oneshot::channel();
         let shared = self.shared.clone();
-        let back = tokio::task::spawn_blocking(move || probe_offline(&shared)).await;
-        back.is_ok_and(|devices| !devices.is_empty())
+        let spawned = std::thread::Builder::new()
+            .name("chunkd-probe".into())
+            .spawn(move || {
+                let _ = done.send(probe_offline(&shared));
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "device probe skipped: no thread for it");
+            return false;
+        }
+        let wait = probe_wait(self.shared.config.device_probe_interval);
+        match tokio::time::timeout(wait, &mut probe).await {
+            Ok(back) => back.is_ok_and(|devices| !devices.is_empty()),
+            Err(_) => {
+                tracing::warn!(?wait, "a device probe is blocked; repairs go on without it");
+                *probing = Some(probe);
+                false
+            }
+        }
     }
 
     /// Flushes devices that repairs wrote to (the commit thread only flushes for PUTs).
