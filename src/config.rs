@@ -241,6 +241,65 @@ pub struct ServeConfig {
     /// it answers again, brought back and refilled without a restart; 0 never probes.
     #[arg(long, env = "CHUNKD_DEVICE_PROBE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub device_probe_interval: Duration,
+
+    /// Bytes of chunks kept in memory in front of flash (the memory tier); 0 turns it off.
+    /// Default: a tenth of the flash capacity (what the paper's cache servers keep in
+    /// memory), at most a quarter of the machine's RAM (the rest is for I/O buffers,
+    /// in-flight bodies, the index and the system).
+    #[arg(long, env = "CHUNKD_MEMORY_CACHE", value_parser = parse_size)]
+    pub memory_cache: Option<u64>,
+
+    /// When a chunk enters the memory tier: `put` (when stored), `hit` (when read whole
+    /// from flash), both (`put,hit`, the default) or `none`. S3-FIFO keeps one-hit wonders
+    /// in its small queue, so admitting on both costs the hot set nothing; a range read
+    /// never admits (it did not read the whole chunk).
+    #[arg(long, env = "CHUNKD_MEMORY_ADMISSION", default_value = "put,hit", value_parser = parse_admission)]
+    pub memory_admission: MemoryAdmission,
+
+    /// How memory-tier hits reach a client's socket: `sendfile` (the default: the kernel
+    /// attaches the tier's pages to the socket, as nginx's sendfile does from the page
+    /// cache) or `write` (copied into the socket by write/writev, as flash reads are).
+    #[arg(long, env = "CHUNKD_MEMORY_SEND", default_value = "sendfile", value_parser = ["sendfile", "write"])]
+    pub memory_send: String,
+}
+
+/// When chunks enter the memory tier (`--memory-admission`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryAdmission {
+    /// When a PUT stores it.
+    pub on_put: bool,
+    /// When a GET reads it whole from flash.
+    pub on_hit: bool,
+}
+
+impl std::fmt::Display for MemoryAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.on_put, self.on_hit) {
+            (true, true) => f.write_str("put,hit"),
+            (true, false) => f.write_str("put"),
+            (false, true) => f.write_str("hit"),
+            (false, false) => f.write_str("none"),
+        }
+    }
+}
+
+/// Parses `--memory-admission`: `none`, or a comma-separated list of `put` and `hit`.
+fn parse_admission(text: &str) -> Result<MemoryAdmission, String> {
+    let mut admission = MemoryAdmission {
+        on_put: false,
+        on_hit: false,
+    };
+    if text.trim() == "none" {
+        return Ok(admission);
+    }
+    for word in text.split(',').map(str::trim) {
+        match word {
+            "put" => admission.on_put = true,
+            "hit" => admission.on_hit = true,
+            other => return Err(format!("{other:?} is not put, hit or none")),
+        }
+    }
+    Ok(admission)
 }
 
 impl ServeConfig {
