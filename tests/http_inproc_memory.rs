@@ -131,7 +131,7 @@ fn delete_drops_the_memory_copy_and_meta_lists_the_tiers() {
 #[test]
 fn admission_follows_the_setting() {
     run(async {
-        // (setting, admitted by PUT, admitted by a whole GET from flash)
+        // (setting, admitted by PUT, admitted by a second whole GET from flash)
         for (setting, on_put, on_hit) in [
             ("put,hit", true, true),
             ("put", true, false),
@@ -156,8 +156,15 @@ fn admission_follows_the_setting() {
             assert!(whole.body == bytes);
             assert_eq!(
                 stats(&node).chunks,
+                u64::from(on_put),
+                "{setting}: first GET"
+            );
+            let whole = client.get(&path, &[]).await;
+            assert!(whole.body == bytes);
+            assert_eq!(
+                stats(&node).chunks,
                 u64::from(on_put || on_hit),
-                "{setting}: GET"
+                "{setting}: second GET"
             );
             let meta = client.get(&format!("{path}/meta"), &[]).await;
             let json: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();

@@ -24,7 +24,7 @@
 //! a flash read passes the epoch it saw before the read and is refused if it changed, so a
 //! GET racing a DELETE cannot put the deleted chunk back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -40,6 +40,10 @@ pub const CHARGE_UNIT_BYTES: u64 = 4096;
 /// (10 %) holds a dozen 512 KiB chunks and keys spread evenly, small enough for several
 /// shards from a few hundred MiB.
 const SHARD_TARGET_BYTES: u64 = 64 << 20;
+
+/// The doorkeeper remembers one key per this many bytes of a shard's bound (a quarter of
+/// a 512 KiB chunk): four times as many chunks as the shard holds.
+const DOORKEEPER_BYTES_PER_KEY: u64 = 128 << 10;
 
 /// Most shards (a power of two): more than the cores of any machine chunkd runs on
 /// contend for one at a time.
@@ -92,6 +96,10 @@ struct Shard {
     entries: HashMap<Key, Entry>,
     policy: S3Fifo,
     max_entries: usize,
+    /// The doorkeeper: keys read whole from flash once lately, oldest first.
+    seen: HashSet<Key>,
+    seen_order: VecDeque<Key>,
+    max_seen: usize,
     deletes: u64,
     hits: u64,
     misses: u64,
@@ -155,6 +163,9 @@ impl MemoryTier {
                     entries: HashMap::new(),
                     policy: S3Fifo::new(per_shard),
                     max_entries: (per_shard / CHARGE_UNIT_BYTES) as usize,
+                    seen: HashSet::new(),
+                    seen_order: VecDeque::new(),
+                    max_seen: (per_shard / DOORKEEPER_BYTES_PER_KEY).max(64) as usize,
                     deletes: 0,
                     hits: 0,
                     misses: 0,
@@ -240,6 +251,32 @@ impl MemoryTier {
             .get(&key)
             .filter(|e| e.id == *id)
             .map(|e| e.bytes.len())
+    }
+
+    /// The doorkeeper of admission on a flash read: true when `id` was read whole from
+    /// flash lately (it is forgotten then), else remembers it and says false. So a chunk
+    /// enters memory from flash on its second whole read within the doorkeeper's window
+    /// (one key per 128 KiB of the bound), and a stream of chunks read once — a scan, or a
+    /// working set far larger than memory — costs no copy per read.
+    pub fn second_look(&self, id: &ChunkId) -> bool {
+        let key = key_of(id);
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        if shard.seen.remove(&key) {
+            return true;
+        }
+        if shard.seen_order.len() >= shard.max_seen {
+            // Oldest first; a key taken out by a second look leaves a stale place here,
+            // which costs one slot until it reaches the front.
+            while let Some(old) = shard.seen_order.pop_front() {
+                if shard.seen.remove(&old) || shard.seen_order.len() < shard.max_seen / 2 {
+                    break;
+                }
+            }
+        }
+        shard.seen.insert(key);
+        shard.seen_order.push_back(key);
+        false
     }
 
     /// The delete epoch of `id`'s shard, to pass to [`MemoryTier::admit`] after a read.

@@ -159,3 +159,17 @@ fn bounds_hold_while_every_core_admits_reads_and_deletes() {
     assert!(s.charged_bytes <= tier.capacity_bytes());
     assert!(s.evictions > 0 && s.hits > 0, "{s:?}");
 }
+
+#[test]
+fn the_doorkeeper_admits_on_a_second_look_and_forgets_old_keys() {
+    let tier = MemoryTier::new(8 << 20); // one shard: 64 keys remembered
+    let first = id(1, 0);
+    assert!(!tier.second_look(&first), "a first read is only remembered");
+    assert!(tier.second_look(&first), "a second read lately admits");
+    assert!(!tier.second_look(&first), "and is forgotten again");
+    for i in 0..200 {
+        tier.second_look(&id(100 + i, 0));
+    }
+    assert!(!tier.second_look(&first), "pushed out by 200 newer keys");
+    assert!(tier.second_look(&id(299, 0)), "a recent key is still known");
+}

@@ -7,7 +7,7 @@
 //!   │no
 //! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here
 //!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
-//!   ─▶ a whole read is admitted to memory (`--memory-admission hit`)
+//!   ─▶ a chunk's second whole read lately is admitted to memory (`--memory-admission hit`)
 //! ```
 
 use super::body::Body;
@@ -55,7 +55,7 @@ pub async fn get<E: Engine>(
     let read = match ranges {
         None => {
             let admit = memory
-                .filter(|_| context.node.config.memory_admission.on_hit)
+                .filter(|m| context.node.config.memory_admission.on_hit && m.second_look(id))
                 .map(|m| (m, m.epoch(id)));
             read_whole(local, id, len_bytes, admit).await
         }
