@@ -635,7 +635,10 @@ echo "chunkd: serve --cores $CHUNKD_CORES, $TOTAL_SHARDS devices of $((dev_bytes
 echo "nginx: worker_processes $NGINX_WORKERS, open_file_cache, keepalive; directio: directio 4k, directio_alignment 4k, aio $NGINX_AIO, sendfile off, output_buffers $NGINX_BUFFERS_FULL (full) / $NGINX_BUFFERS_RANGE (range); sendfile: sendfile on, tcp_nopush on, aio $NGINX_AIO"
 echo "fio: io_uring, O_DIRECT, randread over chunkd's device files dev0..dev$((TOTAL_SHARDS - 1)), offset 1 MiB, $((region >> 20)) MiB each (where the shards are); full: bs 128k iodepth $((DATA_SHARDS * CONNECTIONS)) submitted and reaped $DATA_SHARDS at a time; range: bs 64k iodepth $CONNECTIONS"
 echo "$ODIRECT_NOTE"
-has nginx-sendfile "$CONTESTANTS" && echo "$DROP_NOTE: the nginx-sendfile figure INCLUDES PAGE-CACHE HITS ($((CHUNKS * CHUNK_BYTES >> 20)) MiB of chunks fit in memory; only the start of each run reads the disk) — context only"
+if has nginx-sendfile "$CONTESTANTS" && [[ ,$CASES, =~ ,(full|range), ]]; then
+  echo "$DROP_NOTE (full and range cases): the nginx-sendfile figure INCLUDES PAGE-CACHE HITS ($((CHUNKS * CHUNK_BYTES >> 20)) MiB of chunks fit in memory; only the start of each run reads the disk) — context only"
+fi
+[[ $CASES == *hot-* ]] && echo "hot cases: every chunk read once from chunkd (its memory tier) and into the page cache before round 1; the page cache is not dropped; chunkd vs nginx-sendfile only"
 [[ -z $UNWRITTEN_NOTE ]] || echo "WARNING: $UNWRITTEN_NOTE"
 echo "$CHUNKD_HEALTH"
 echo
