@@ -13,7 +13,8 @@
 //! then inserts it and evicts by S3-FIFO until the shard is within its bounds again — an
 //! observer (which locks the shard) never sees it over them.
 //!
-//! Copies live in a memfd arena (`memory_bytes`), so a hit can be sent with `sendfile`.
+//! Copies live in a memfd arena (`memory_bytes`): freed runs go back to the system at
+//! once (punched out), and `--memory-send sendfile` can hand a hit's pages to the socket.
 //!
 //! **Bounds.** Each entry is charged its length rounded up to 4 KiB (at least 4 KiB), so
 //! the byte bound also bounds entries: at most `capacity / 4096`. A response still sending

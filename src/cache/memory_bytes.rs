@@ -1,6 +1,8 @@
-//! Where the memory tier's bytes live: an arena in a memfd, mapped once, so that a socket
-//! can be handed its pages with `sendfile` (see `http::sendfile`) — as nginx sends from
-//! the page cache — instead of copying them from user memory.
+//! Where the memory tier's bytes live: an arena in a memfd, mapped once. Hits are sent
+//! from the mapping with writev by default; with `--memory-send sendfile` a socket is
+//! handed the arena's pages instead (see `http::sendfile`), as nginx sends from the page
+//! cache — measured slower here (the memfd's 4 KiB pages are looked up one by one), so
+//! not the default. Freed runs give their pages back to the system at once.
 //!
 //! Each admitted chunk is written (`pwrite`) into a run of the arena's 4 KiB pages and
 //! handed out as a [`Bytes`] over the mapping. When the last clone of those `Bytes` is

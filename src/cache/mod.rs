@@ -9,8 +9,8 @@
 //! single-threaded structures that a tier wraps (and locks, if it is shared).
 //!
 //! [`memory`] is the memory tier in front of flash: shards by key, each a `Mutex` over its
-//! map and its own `S3Fifo`; its bytes live in a memfd arena (`memory_bytes`) so hits can
-//! be sent with `sendfile`. **Architecture invariant:** the memory tier never touches a
+//! map and its own `S3Fifo`; its bytes live in a memfd arena (`memory_bytes`), which
+//! `--memory-send sendfile` can hand to sockets without a copy. **Architecture invariant:** the memory tier never touches a
 //! device and never holds the store's I/O buffers (admission copies); its only system
 //! calls are on its own memfd, at admission and when a run is freed — never on a hit.
 

@@ -1,4 +1,5 @@
-//! A TCP socket that sends the memory tier's bytes with `sendfile`: hyper writes a
+//! With `--memory-send sendfile` (not the default: measured slower than writev on this
+//! kernel, see `config`), a TCP socket that sends the memory tier's bytes with `sendfile`: hyper writes a
 //! response as slices of memory; a slice that lies in the tier's memfd arena goes out as
 //! `sendfile(socket, memfd, offset, len)` — the kernel attaches the arena's pages to the
 //! socket buffers, as nginx's `sendfile` does from the page cache — and any other slice
