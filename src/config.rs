@@ -20,6 +20,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args};
 
+use crate::cache::memory_admission::{MemoryAdmission, parse_admission};
 use crate::erasure::Scheme;
 use crate::store::{DeviceSpec, StoreConfig};
 use crate::units::{parse_duration, parse_size};
@@ -269,45 +270,6 @@ pub struct ServeConfig {
     /// of the node's CPU in `filemap_get_entry`).
     #[arg(long, env = "CHUNKD_MEMORY_SEND", default_value = "write", value_parser = ["sendfile", "write"])]
     pub memory_send: String,
-}
-
-/// When chunks enter the memory tier (`--memory-admission`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryAdmission {
-    /// When a PUT stores it.
-    pub on_put: bool,
-    /// When a GET reads it whole from flash.
-    pub on_hit: bool,
-}
-
-impl std::fmt::Display for MemoryAdmission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.on_put, self.on_hit) {
-            (true, true) => f.write_str("put,hit"),
-            (true, false) => f.write_str("put"),
-            (false, true) => f.write_str("hit"),
-            (false, false) => f.write_str("none"),
-        }
-    }
-}
-
-/// Parses `--memory-admission`: `none`, or a comma-separated list of `put` and `hit`.
-fn parse_admission(text: &str) -> Result<MemoryAdmission, String> {
-    let mut admission = MemoryAdmission {
-        on_put: false,
-        on_hit: false,
-    };
-    if text.trim() == "none" {
-        return Ok(admission);
-    }
-    for word in text.split(',').map(str::trim) {
-        match word {
-            "put" => admission.on_put = true,
-            "hit" => admission.on_hit = true,
-            other => return Err(format!("{other:?} is not put, hit or none")),
-        }
-    }
-    Ok(admission)
 }
 
 impl ServeConfig {

@@ -15,6 +15,7 @@
 //! calls are on its own memfd, at admission and when a run is freed — never on a hit.
 
 pub mod memory;
+pub mod memory_admission;
 mod memory_bytes;
 pub mod policy;
 mod policy_ghost;
