@@ -85,6 +85,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Replay a request trace through chunkd's cache policy and LRU, FIFO and LRU-2, and
+    /// print their miss ratios side by side.
+    Sim(chunkd::sim::SimConfig),
     /// Measure chunkd against a peer (fio) on this machine; prints both and the ratio.
     Bench {
         #[command(subcommand)]
@@ -253,6 +256,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench { which } => bench(which)?,
+        Command::Sim(config) => {
+            let report = chunkd::sim::run(&config)?;
+            if config.json {
+                println!("{}", report.json());
+            } else {
+                print!("{report}");
+            }
+        }
     }
     Ok(())
 }

@@ -3,31 +3,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use chunkd::image::{MANIFEST_FILE, Manifest};
 
+#[path = "common/binary.rs"]
+mod binary;
 #[path = "common/seeded.rs"]
 mod seeded;
 
+use binary::{chunkd, run_ok};
+
 const CHUNK: usize = 512 * 1024;
-
-fn chunkd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chunkd"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let output = chunkd(args);
-    assert!(
-        output.status.success(),
-        "chunkd {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()

@@ -185,6 +185,21 @@ fn a_removed_key_inserted_again_is_not_taken_for_its_old_place() {
 }
 
 #[test]
+fn restored_entries_keep_their_queue_and_order() {
+    let mut policy = S3Fifo::new(100);
+    let mut tier = Tier::default();
+    for (key, queue) in [(0, Queue::Main), (1, Queue::Small), (2, Queue::Main)] {
+        policy.restore(key, 40, queue);
+        tier.map.insert(key, (40, 0, queue));
+    }
+    assert_eq!(policy.used_bytes(), 120);
+    assert_eq!(policy.queue_len(Queue::Main), 2);
+    // Small (40 bytes) is over its 10: 1 goes first; then main's oldest, 0.
+    assert_eq!(tier.evict(&mut policy), Some((1, 40)));
+    assert_eq!(tier.evict(&mut policy), Some((0, 40)));
+}
+
+#[test]
 fn a_scan_of_one_hit_keys_does_not_flush_twice_hit_entries() {
     let size = 512 * 1024;
     let mut policy = S3Fifo::new(100 * size as u64);
