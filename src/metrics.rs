@@ -19,12 +19,14 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::cache::memory::MemoryStats;
 use crate::store::{Capacity, EvictReason, FlashStats, Health};
 
-/// Latency buckets in seconds: 50 µs to 10 s.
-const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 10.0,
+/// Latency buckets in seconds: 10 µs to 10 s (10 µs steps below 50 µs, where memory-tier
+/// hits of 512 KiB are expected to answer).
+const LATENCY_BUCKETS_SECONDS: [f64; 20] = [
+    0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 /// The installed recorder.
@@ -221,6 +223,77 @@ fn describe() {
         "chunkd_device_errors_total",
         "Device errors, by device and kind (read, write, checksum)."
     );
+    describe_cache();
+}
+
+/// Cache tiers (`tier` = memory or flash) and their eviction reasons, registered at zero.
+const CACHE_EVICTIONS: [(&str, &str); 3] = [
+    ("memory", "capacity"),
+    ("flash", "watermark"),
+    ("flash", "put"),
+];
+
+/// Describes the cache metrics both tiers share (`tier` label: memory, flash).
+fn describe_cache() {
+    describe_counter!(
+        "chunkd_cache_hits_total",
+        "Chunk lookups a cache tier answered, by tier."
+    );
+    describe_counter!(
+        "chunkd_cache_misses_total",
+        "Chunk lookups a cache tier could not answer, by tier."
+    );
+    describe_counter!(
+        "chunkd_cache_evictions_total",
+        "Chunks a cache tier evicted, by tier and reason."
+    );
+    describe_counter!(
+        "chunkd_cache_admissions_refused_total",
+        "Chunks a cache tier refused to admit for lack of evictable room, by tier."
+    );
+    describe_gauge!(
+        "chunkd_cache_bytes",
+        Unit::Bytes,
+        "Bytes of chunks a cache tier holds, by tier."
+    );
+    describe_gauge!("chunkd_cache_chunks", "Chunks a cache tier holds, by tier.");
+    describe_counter!(
+        "chunkd_cache_ghost_hits_total",
+        "Admissions of chunks recently evicted (S3-FIFO ghost hits), by tier."
+    );
+}
+
+/// Registers the cache series of both tiers at zero.
+fn register_cache_series() {
+    for tier in ["memory", "flash"] {
+        for name in [
+            "chunkd_cache_hits_total",
+            "chunkd_cache_misses_total",
+            "chunkd_cache_admissions_refused_total",
+            "chunkd_cache_ghost_hits_total",
+        ] {
+            counter!(name, "tier" => tier).absolute(0);
+        }
+        gauge!("chunkd_cache_bytes", "tier" => tier).set(0.0);
+        gauge!("chunkd_cache_chunks", "tier" => tier).set(0.0);
+    }
+    for (tier, reason) in CACHE_EVICTIONS {
+        counter!("chunkd_cache_evictions_total", "tier" => tier, "reason" => reason).absolute(0);
+    }
+}
+
+/// Records the memory tier's counters and sizes (read at a scrape).
+pub fn record_memory(stats: &MemoryStats) {
+    let tier = "memory";
+    counter!("chunkd_cache_hits_total", "tier" => tier).absolute(stats.hits);
+    counter!("chunkd_cache_misses_total", "tier" => tier).absolute(stats.misses);
+    counter!("chunkd_cache_evictions_total", "tier" => tier, "reason" => "capacity")
+        .absolute(stats.evictions);
+    counter!("chunkd_cache_admissions_refused_total", "tier" => tier)
+        .absolute(stats.admissions_refused);
+    counter!("chunkd_cache_ghost_hits_total", "tier" => tier).absolute(stats.ghost_hits);
+    gauge!("chunkd_cache_bytes", "tier" => tier).set(stats.bytes as f64);
+    gauge!("chunkd_cache_chunks", "tier" => tier).set(stats.chunks as f64);
 }
 
 /// Records one answered request.
@@ -276,6 +349,7 @@ fn register_known_series() {
         counter!(name).absolute(0);
     }
     gauge!("chunkd_connections_open").set(0.0);
+    register_cache_series();
 }
 
 /// Records request body bytes received.

@@ -1,5 +1,5 @@
-//! Sizes and durations as an operator writes them: `64K`, `1G`, `2TiB`, `10s`, `500ms`,
-//! `2m`. One parser for each, so every flag, `CHUNKD_*` variable, config-file key and
+//! Sizes, durations and percentages as an operator writes them: `64K`, `1G`, `2TiB`,
+//! `10s`, `500ms`, `2m`, `5%`. One parser for each, so every flag, `CHUNKD_*` variable, config-file key and
 //! device spec (`PATH:SIZE`) accepts the same forms and says the same thing about a bad one.
 //!
 //! Sizes are binary (`1K` = 1024 bytes), as disks and memory are sized here; a bare number
@@ -28,6 +28,8 @@ pub enum UnitError {
     UnknownDurationUnit { text: String, unit: String },
     #[error("{text:?}: {why}")]
     DurationOutOfRange { text: String, why: String },
+    #[error("{text:?} is not a percentage from 0 to 100")]
+    NotAPercentage { text: String },
 }
 
 /// Parses `4096`, `64K`, `512M`, `1G`, `2T` (binary units; `KiB`/`MiB`/… and `KB`/`MB`/…
@@ -89,9 +91,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     })
 }
 
+/// Parses a whole percentage, `N` or `N%`, 0 to 100.
+pub fn parse_percent(text: &str) -> Result<u8, UnitError> {
+    let text = text.trim();
+    match text.trim_end_matches('%').trim().parse::<u8>() {
+        Ok(percent) if percent <= 100 => Ok(percent),
+        _ => Err(UnitError::NotAPercentage {
+            text: text.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_are_whole_and_at_most_100() {
+        assert_eq!(parse_percent("5%"), Ok(5));
+        assert_eq!(parse_percent(" 100 "), Ok(100));
+        assert_eq!(parse_percent("0 %"), Ok(0));
+        for bad in ["101%", "-1", "2.5%", "%", "five"] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_in_binary_units() {

@@ -268,3 +268,59 @@ fn h2_uploads_answered_early_get_the_answer_then_rst_stream_no_error() {
     }
     get(addr, &path, &[]).assert_error(404);
 }
+
+/// `--memory-send sendfile`: memory hits leave through `sendfile` from the tier's memfd
+/// (only over real sockets, so only here). Whole chunks, one range and several, over
+/// HTTP/1.1 and h2c, must be byte-exact — also after the chunk was evicted and its pages
+/// reused by another (the arena punches a freed run before reusing it).
+#[test]
+fn memory_hits_sent_with_sendfile_are_byte_exact() {
+    if !tool_or_skip("curl", "the sendfile send-path test") {
+        return;
+    }
+    // 8 MiB of memory for 10 MiB of chunks: later chunks evict earlier ones, reusing runs.
+    let server = Server::start(Launch::args(&[
+        "--memory-cache",
+        "8M",
+        "--memory-send",
+        "sendfile",
+    ]));
+    let chunks: Vec<Vec<u8>> = (0..20).map(|i| chunk_bytes(900 + i, 524_288)).collect();
+    for bytes in &chunks {
+        put_new(server.addr, bytes, &[]);
+    }
+    for round in 0..2 {
+        for (i, bytes) in chunks.iter().enumerate() {
+            let url = server.url(&chunk_path(&id_of(bytes)));
+            let h2 = if (i + round) % 2 == 0 {
+                "--http1.1"
+            } else {
+                "--http2-prior-knowledge"
+            };
+            let whole = curl(&[h2, &url]);
+            assert_eq!(whole.status, 200);
+            assert!(
+                whole.body == *bytes,
+                "chunk {i}, round {round}: whole differs"
+            );
+            let one = curl(&[h2, "-H", "Range: bytes=65536-131071", &url]);
+            assert_eq!(one.status, 206);
+            assert!(
+                one.body == bytes[65_536..131_072],
+                "chunk {i}: range differs"
+            );
+            let many = curl(&[h2, "-H", "Range: bytes=0-99,400000-400099", &url]);
+            assert_eq!(many.status, 206);
+            let content_type = many.header("content-type").unwrap().to_owned();
+            let parts = parse_multipart(&content_type, &many.body);
+            check_parts(&parts, bytes, &[(0, 99), (400_000, 400_099)]);
+        }
+    }
+    let text = metrics(server.addr);
+    let hits = metric(&text, "chunkd_cache_hits_total", &[("tier", "memory")]);
+    let evictions = metric(&text, "chunkd_cache_evictions_total", &[("tier", "memory")]);
+    assert!(
+        hits > 0.0 && evictions > 0.0,
+        "hits {hits}, evictions {evictions}"
+    );
+}

@@ -48,7 +48,11 @@ ceiling, alternating contestants in rounds, and prints medians and per-round rat
   --warmup S            discarded seconds per contestant and case before round 1 (default $WARMUP, 0 = none)
   --threads N           wrk threads (default $THREADS)
   --connections N       wrk connections (default $CONNECTIONS); fio depth follows from it
-  --cases LIST          full,range (default $CASES)
+  --cases LIST          full,range,hot-full,hot-range (default $CASES). The hot cases
+                        compare chunkd's memory tier with nginx-sendfile on a warm page
+                        cache (chunkd and nginx-sendfile only; every chunk is read once
+                        from both first); the others are flash vs O_DIRECT (run those with
+                        --chunkd-args "--memory-cache 0" for flash alone)
   --contestants LIST    chunkd,nginx-directio,nginx-sendfile,fio (default all; chunkd always runs)
   --port P              chunkd port; nginx uses P+1 (directio, full GETs), P+2 (sendfile)
                         and P+3 (directio, range GETs) (default $PORT)
@@ -105,7 +109,7 @@ done
   || die "need --chunks >= 1, --rounds >= 1, --duration >= 1, --connections >= --threads >= 1"
 case $NGINX_AIO in threads|on|off) ;; *) die "--nginx-aio is threads, on or off" ;; esac
 has() { [[ ",$2," == *",$1,"* ]]; }
-for c in ${CASES//,/ }; do case $c in full|range) ;; *) die "unknown case $c" ;; esac; done
+for c in ${CASES//,/ }; do case $c in full|range|hot-full|hot-range) ;; *) die "unknown case $c" ;; esac; done
 for c in ${CONTESTANTS//,/ }; do
   case $c in chunkd|nginx-directio|nginx-sendfile|fio) ;; *) die "unknown contestant $c" ;; esac
 done
@@ -457,14 +461,15 @@ function done(summary, latency, requests)
 end
 EOF
 
-body_of() { [[ $1 == full ]] && echo $CHUNK_BYTES || echo $RANGE_BYTES; }
+body_of() { [[ ${1#hot-} == full ]] && echo $CHUNK_BYTES || echo $RANGE_BYTES; }
+is_hot() { [[ $1 == hot-* ]]; }
 
 # wrk_run case contestant seconds out -> appends "req/s bytes/s p50 p99 errors note"
 wrk_run() {
   local case=$1 who=$2 secs=$3 out=$4 body
   body=$(body_of "$case")
   run_child wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 10s -s "$WORK/load.lua" \
-    "$(url_of "$who" "$case")" -- "$IDS" "$case" $CHUNK_BYTES $RANGE_BYTES >"$out" 2>&1 \
+    "$(url_of "$who" "${case#hot-}")" -- "$IDS" "${case#hot-}" $CHUNK_BYTES $RANGE_BYTES >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk failed against $who"; }
   awk -v body="$body" '/^RESULT / {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
@@ -519,7 +524,7 @@ measure() { # case contestant round seconds -> one result line on stdout (no sub
   local case=$1 who=$2 round=$3 secs=$4 out=$WORK/runs/$1-$2-$3.out
   case $who in
     fio) fio_run "$case" "$secs" "$out" ;;
-    nginx-sendfile) drop_page_cache; wrk_run "$case" "$who" "$secs" "$out" ;;
+    nginx-sendfile) is_hot "$case" || drop_page_cache; wrk_run "$case" "$who" "$secs" "$out" ;;
     *) wrk_run "$case" "$who" "$secs" "$out" ;;
   esac
 }
@@ -527,16 +532,57 @@ measure() { # case contestant round seconds -> one result line on stdout (no sub
 scrape_chunkd() { curl -sS -m 10 "$CHUNKD_URL/metrics" >"$1" 2>/dev/null || : >"$1"; }
 scrape_chunkd "$WORK/metrics.before"
 
+# Warms both hot contestants: every chunk read once from nginx-sendfile's files (the page
+# cache) and from chunkd (admitted to its memory tier on PUT already, or now on this read).
+warm_hot() {
+  log "hot cases: reading every chunk once from chunkd and into the page cache"
+  cat "$ROOT"/v1/chunks/* >/dev/null
+  while read -r id; do printf 'url = "%s/v1/chunks/%s"\noutput = "/dev/null"\n' "$CHUNKD_URL" "$id"; done <"$IDS" >"$WORK/warm.curl"
+  curl -sS -Z --parallel-max 4 -K "$WORK/warm.curl" >/dev/null 2>&1 || true
+}
+
+# p50 of chunkd's GETs from its own latency histogram, between two scrapes (interpolated
+# within the bucket that holds the median, as Prometheus' histogram_quantile does).
+histogram_p50_us() { # before after
+  awk '
+    /^chunkd_http_request_duration_seconds_bucket\{/ && /route="chunk"/ && /method="GET"/ {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+      if (NR == FNR) { before[le] = $NF; next }
+      n[le] = $NF - before[le]; if (!(le in seen)) { seen[le] = 1; les[++k] = le }
+    }
+    END {
+      total = n["+Inf"]; if (total <= 0) { print "n/a"; exit }
+      prev_le = 0; prev_n = 0
+      for (i = 1; i <= k; i++) {
+        le = les[i]; if (le == "+Inf") continue
+        if (n[le] >= total / 2) {
+          frac = (n[le] > prev_n) ? (total / 2 - prev_n) / (n[le] - prev_n) : 0
+          printf "%.1f\n", (prev_le + (le - prev_le) * frac) * 1e6; exit
+        }
+        prev_le = le; prev_n = n[le]
+      }
+      print "over-the-last-bucket"
+    }' "$1" "$2"
+}
+
 order=()
 for c in chunkd nginx-directio nginx-sendfile fio; do has $c "$CONTESTANTS" && order+=("$c"); done
 ANY_ERRORS=0
+HOT_P50=""
+WARMED=0
 for case in ${CASES//,/ }; do
+  who_list=("${order[@]}")
+  if is_hot "$case"; then
+    who_list=(chunkd); has nginx-sendfile "$CONTESTANTS" && who_list+=(nginx-sendfile)
+    ((WARMED)) || { warm_hot; WARMED=1; }
+  fi
   if ((WARMUP > 0)); then
     log "$case: warm-up ${WARMUP}s per contestant (discarded)"
-    for who in "${order[@]}"; do measure "$case" "$who" warmup "$WARMUP" >/dev/null; done
+    for who in "${who_list[@]}"; do measure "$case" "$who" warmup "$WARMUP" >/dev/null; done
   fi
+  [[ $case == hot-full ]] && scrape_chunkd "$WORK/metrics.hot.before"
   for ((round = 1; round <= ROUNDS; round++)); do
-    for who in "${order[@]}"; do
+    for who in "${who_list[@]}"; do
       measure "$case" "$who" "$round" "$DURATION" >"$WORK/line"
       read -r rps bps p50 p99 err note <"$WORK/line"
       printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$who" "$round" "$rps" "$bps" "$p50" "$p99" "$err" "$note" >>"$RES"
@@ -546,6 +592,12 @@ for case in ${CASES//,/ }; do
       ((err == 0)) || ANY_ERRORS=1
     done
   done
+  if [[ $case == hot-full ]]; then
+    # Between the two scrapes chunkd served only this case's GETs (nginx's rounds send it
+    # nothing; the scrapes are another route).
+    scrape_chunkd "$WORK/metrics.hot.after"
+    HOT_P50=$(histogram_p50_us "$WORK/metrics.hot.before" "$WORK/metrics.hot.after")
+  fi
 done
 
 # ---------------------------------------------------------------------------- report
@@ -583,7 +635,10 @@ echo "chunkd: serve --cores $CHUNKD_CORES, $TOTAL_SHARDS devices of $((dev_bytes
 echo "nginx: worker_processes $NGINX_WORKERS, open_file_cache, keepalive; directio: directio 4k, directio_alignment 4k, aio $NGINX_AIO, sendfile off, output_buffers $NGINX_BUFFERS_FULL (full) / $NGINX_BUFFERS_RANGE (range); sendfile: sendfile on, tcp_nopush on, aio $NGINX_AIO"
 echo "fio: io_uring, O_DIRECT, randread over chunkd's device files dev0..dev$((TOTAL_SHARDS - 1)), offset 1 MiB, $((region >> 20)) MiB each (where the shards are); full: bs 128k iodepth $((DATA_SHARDS * CONNECTIONS)) submitted and reaped $DATA_SHARDS at a time; range: bs 64k iodepth $CONNECTIONS"
 echo "$ODIRECT_NOTE"
-has nginx-sendfile "$CONTESTANTS" && echo "$DROP_NOTE: the nginx-sendfile figure INCLUDES PAGE-CACHE HITS ($((CHUNKS * CHUNK_BYTES >> 20)) MiB of chunks fit in memory; only the start of each run reads the disk) — context only"
+if has nginx-sendfile "$CONTESTANTS" && [[ ,$CASES, =~ ,(full|range), ]]; then
+  echo "$DROP_NOTE (full and range cases): the nginx-sendfile figure INCLUDES PAGE-CACHE HITS ($((CHUNKS * CHUNK_BYTES >> 20)) MiB of chunks fit in memory; only the start of each run reads the disk) — context only"
+fi
+[[ $CASES == *hot-* ]] && echo "hot cases: every chunk read once from chunkd (its memory tier) and into the page cache before round 1; the page cache is not dropped; chunkd vs nginx-sendfile only"
 [[ -z $UNWRITTEN_NOTE ]] || echo "WARNING: $UNWRITTEN_NOTE"
 echo "$CHUNKD_HEALTH"
 echo
@@ -605,6 +660,7 @@ awk -F'\t' -v conns="$CONNECTIONS" '
     if ($3 > rounds) rounds = $3 }
   END {
     label["full"] = "512 KiB GET"; label["range"] = "64 KiB range GET"
+    label["hot-full"] = "512 KiB GET hot"; label["hot-range"] = "64 KiB range hot"
     printf "%-17s %-16s %10s %8s %8s %8s  %s\n", "case", "contestant", "req/s", "GB/s", "p50 ms", "p99 ms", "errors"
     for (c = 1; c <= ncases; c++) {
       cs = cases[c]
@@ -631,6 +687,7 @@ awk -F'\t' -v conns="$CONNECTIONS" '
       cs = cases[c]
       split("nginx-directio fio nginx-sendfile", peers, " ")
       split("1.0 0.9 -", targets, " ")
+      if (cs ~ /^hot-/) targets[3] = "1.2"
       for (p = 1; p <= 3; p++) {
         peer = peers[p]
         if (!((cs SUBSEP peer) in seen)) continue
@@ -642,12 +699,15 @@ awk -F'\t' -v conns="$CONNECTIONS" '
         ratio = median(list)
         bad = errs[cs SUBSEP "chunkd"] + errs[cs SUBSEP peer]
         if (targets[p] == "-") verdict = "(context: page-cache hits)"
+        else if (cs ~ /^hot-/ && p == 3 && bad) verdict = "target >= 1.20 (memory tier vs page cache)  INVALID (errors under load)"
+        else if (cs ~ /^hot-/ && p == 3) verdict = sprintf("target >= 1.20 (memory tier vs page cache)  %s", (ratio >= 1.2 ? "met" : "MISSED"))
         else if (bad) verdict = sprintf("target >= %.2f  INVALID (errors under load)", targets[p])
         else verdict = sprintf("target >= %.2f  %s", targets[p], (ratio >= targets[p] ? "met" : "MISSED"))
         printf "%-17s chunkd / %-15s %5.2fx  %s\n", label[cs], peer, ratio, verdict
       }
     }
   }' "$RES"
+[[ -n $HOT_P50 ]] && echo "chunkd server-side p50 of hot 512 KiB GETs (its /metrics latency histogram, hot-full rounds, wrk -c$CONNECTIONS): $HOT_P50 us"
 echo
 echo "per-round figures: $( ((KEEP)) && echo "$RES" || echo "(use --keep to keep $RES and the raw wrk/fio outputs)")"
 

@@ -7,7 +7,16 @@
 //!
 //! **Architecture invariant:** the policy does no I/O, reads no clock and takes no lock:
 //! single-threaded structures that a tier wraps (and locks, if it is shared).
+//!
+//! [`memory`] is the memory tier in front of flash: shards by key, each a `Mutex` over its
+//! map and its own `S3Fifo`; its bytes live in a memfd arena (`memory_bytes`), which
+//! `--memory-send sendfile` can hand to sockets without a copy. **Architecture invariant:** the memory tier never touches a
+//! device and never holds the store's I/O buffers (admission copies); its only system
+//! calls are on its own memfd, at admission and when a run is freed — never on a hit.
 
+pub mod memory;
+pub mod memory_admission;
+mod memory_bytes;
 pub mod policy;
 mod policy_ghost;
 mod policy_keys;

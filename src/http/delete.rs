@@ -1,5 +1,6 @@
-//! `DELETE /v1/chunks/{id}`: removes the chunk now (an operator's tool): 204, or 404 when
-//! it is not stored. Needs the write token where one is configured.
+//! `DELETE /v1/chunks/{id}`: removes the chunk now (an operator's tool), from flash and
+//! then from the memory tier: 204, or 404 when neither held it. Needs the write token
+//! where one is configured.
 
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
@@ -20,8 +21,17 @@ pub async fn delete<E: Engine>(
     if let Some(refusal) = write_refusal(context, headers) {
         return refusal;
     }
-    match local.delete(id).await {
+    let stored = local.delete(id).await;
+    // After the flash delete: a GET that read flash before it finds the tier's epoch
+    // moved on and does not admit what it read.
+    let in_memory = context.node.memory().is_some_and(|m| m.remove(id));
+    match stored {
         Ok(true) => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::empty())
+            .expect("a status and an empty body make a valid response")
+            .into(),
+        Ok(false) if in_memory => Response::builder()
             .status(StatusCode::NO_CONTENT)
             .body(Body::empty())
             .expect("a status and an empty body make a valid response")

@@ -1,10 +1,13 @@
 //! `GET` and `HEAD /v1/chunks/{id}`: conditionals (304, 412), ranges (one → 206 with
 //! `Content-Range`, several → `multipart/byteranges`, none satisfiable → 416), and bodies
-//! made of the very buffers the store read into.
+//! made of the very buffers the store read into — or of the memory tier's copy.
 //!
 //! ```text
+//! memory tier hit? ─yes─▶ (full id confirmed by the tier) ─▶ same answers from its bytes
+//!   │no
 //! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here
 //!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
+//!   ─▶ a chunk's second whole read lately is admitted to memory (`--memory-admission hit`)
 //! ```
 
 use super::body::Body;
@@ -12,6 +15,7 @@ use super::budget::{BudgetPermit, ConnShares};
 use super::context::CoreContext;
 use super::multipart;
 use super::reply::{Refusal, Reply, error, store_error};
+use crate::cache::memory::{Epoch, MemoryTier};
 use crate::chunk::ChunkId;
 use crate::range::{self, ByteRange, Precondition, Resolution};
 use crate::store::{Engine, LocalStore, StoreError};
@@ -31,34 +35,97 @@ pub async fn get<E: Engine>(
     headers: &HeaderMap,
     shares: &ConnShares,
 ) -> Reply {
+    let memory = context.node.memory();
+    if let Some(bytes) = memory.and_then(|m| m.get(id)) {
+        return from_memory(context, id, bytes, head, headers, shares).await;
+    }
     let len_bytes = match stored_len(local, id, head) {
         Ok(len_bytes) => len_bytes,
         Err(refusal) => return refusal.into(),
     };
     let etag = range::chunk_etag(&id.to_string());
-    if let Some(answer) = preconditions(headers, &etag, len_bytes) {
-        return confirmed(local, id, head, *answer);
-    }
-    if head {
-        crate::metrics::lookup(true);
-        let mut response = octets(Body::empty(), len_bytes);
-        chunk_headers(&mut response, &etag);
-        return response.into();
-    }
-    let ranges = match wanted_ranges(headers, &etag, len_bytes) {
+    let ranges = match plan(headers, &etag, len_bytes, head) {
         Ok(ranges) => ranges,
-        Err(refusal) => return confirmed(local, id, head, *refusal),
+        Err(Early::Head(response)) => return (*response).into(),
+        Err(Early::Refusal(refusal)) => return confirmed(local, id, head, *refusal),
     };
-    let wanted_bytes = ranges
-        .as_ref()
-        .map_or(len_bytes, |r| r.iter().map(|r| r.len_bytes()).sum());
-    let permit = context.reserve(shares, wanted_bytes).await;
+    let permit = context
+        .reserve(shares, wanted_bytes(ranges.as_deref(), len_bytes))
+        .await;
     let read = match ranges {
-        None => read_whole(local, id, len_bytes).await,
+        None => {
+            let admit = memory
+                .filter(|m| context.node.config.memory_admission.on_hit && m.second_look(id))
+                .map(|m| (m, m.epoch(id)));
+            read_whole(local, id, len_bytes, admit).await
+        }
         Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
         Some(ranges) => read_many(context, local, id, ranges, len_bytes).await,
     };
     answer(read, &etag, permit)
+}
+
+/// An answer a GET or HEAD gets before any body is read.
+enum Early {
+    /// HEAD's answer.
+    Head(Refusal),
+    /// A 304, 412 or 416 (which a GET from flash confirms in the catalog first).
+    Refusal(Refusal),
+}
+
+/// Given the chunk's length: the early answer, or the ranges to send (`None`: all).
+fn plan(
+    headers: &HeaderMap,
+    etag: &str,
+    len_bytes: u64,
+    head: bool,
+) -> Result<Option<Vec<ByteRange>>, Early> {
+    if let Some(answer) = preconditions(headers, etag, len_bytes) {
+        return Err(Early::Refusal(answer));
+    }
+    if head {
+        crate::metrics::lookup(true);
+        let mut response = octets(Body::empty(), len_bytes);
+        chunk_headers(&mut response, etag);
+        return Err(Early::Head(Box::new(response)));
+    }
+    wanted_ranges(headers, etag, len_bytes).map_err(Early::Refusal)
+}
+
+/// Bytes a response of `ranges` (`None`: the whole chunk) carries.
+fn wanted_bytes(ranges: Option<&[ByteRange]>, len_bytes: u64) -> u64 {
+    ranges.map_or(len_bytes, |r| r.iter().map(|r| r.len_bytes()).sum())
+}
+
+/// The answer from the memory tier's `bytes` of `id`: the tier confirmed the full id, so
+/// 304, 412 and 416 need no catalog lookup, and nothing touches a device.
+async fn from_memory<E: Engine>(
+    context: &CoreContext<E>,
+    id: &ChunkId,
+    bytes: Bytes,
+    head: bool,
+    headers: &HeaderMap,
+    shares: &ConnShares,
+) -> Reply {
+    let len_bytes = bytes.len() as u64;
+    let etag = range::chunk_etag(&id.to_string());
+    let ranges = match plan(headers, &etag, len_bytes, head) {
+        Ok(ranges) => ranges,
+        Err(Early::Head(response) | Early::Refusal(response)) => return (*response).into(),
+    };
+    let permit = context
+        .reserve(shares, wanted_bytes(ranges.as_deref(), len_bytes))
+        .await;
+    let slice = |r: &ByteRange| vec![bytes.slice(r.first() as usize..r.last() as usize + 1)];
+    let response = match ranges {
+        None => segments(vec![bytes.clone()]),
+        Some(ranges) if ranges.len() == 1 => partial(slice(&ranges[0]), ranges[0], len_bytes),
+        Some(ranges) => {
+            let parts = ranges.iter().map(|r| (*r, slice(r))).collect();
+            multipart_response(context, parts, len_bytes)
+        }
+    };
+    answer(Ok(response), &etag, permit)
 }
 
 /// The chunk's length, or the 404 (or store failure) that answers instead. HEAD answers
@@ -219,12 +286,19 @@ fn segments(segments: Vec<Bytes>) -> Response<Body> {
     octets(body, len_bytes)
 }
 
+/// Reads the whole chunk; with `admit`, copies it into the memory tier too (unless a
+/// delete came in between: the epoch).
 async fn read_whole<E: Engine>(
     local: &LocalStore<E>,
     id: &ChunkId,
     len_bytes: u64,
+    admit: Option<(&MemoryTier, Epoch)>,
 ) -> Result<Response<Body>, StoreError> {
     let bytes = local.read(id, 0..len_bytes).await?;
+    if let Some((memory, epoch)) = admit {
+        let parts: Vec<&[u8]> = bytes.segments.iter().map(|s| &s[..]).collect();
+        memory.admit(id, memory.copy(&parts), Some(epoch));
+    }
     Ok(segments(bytes.segments))
 }
 
@@ -235,14 +309,19 @@ async fn read_one<E: Engine>(
     len_bytes: u64,
 ) -> Result<Response<Body>, StoreError> {
     let bytes = local.read(id, range.first()..range.last() + 1).await?;
-    let mut response = segments(bytes.segments);
+    Ok(partial(bytes.segments, range, len_bytes))
+}
+
+/// A 206 of one range.
+fn partial(parts: Vec<Bytes>, range: ByteRange, len_bytes: u64) -> Response<Body> {
+    let mut response = segments(parts);
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let value = range::content_range(range, len_bytes);
     response.headers_mut().insert(
         header::CONTENT_RANGE,
         HeaderValue::from_str(&value).expect("digits"),
     );
-    Ok(response)
+    response
 }
 
 async fn read_many<E: Engine>(
@@ -262,6 +341,15 @@ async fn read_many<E: Engine>(
     for (range, read) in ranges.into_iter().zip(reads) {
         parts.push((range, read?.segments));
     }
+    Ok(multipart_response(context, parts, len_bytes))
+}
+
+/// A 206 `multipart/byteranges` of `parts`.
+fn multipart_response<E: Engine>(
+    context: &CoreContext<E>,
+    parts: Vec<(ByteRange, Vec<Bytes>)>,
+    len_bytes: u64,
+) -> Response<Body> {
     let boundary = multipart::boundary(context.random());
     let mut response = segments(multipart::body(parts, len_bytes, &boundary));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -270,5 +358,5 @@ async fn read_many<E: Engine>(
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
-    Ok(response)
+    response
 }

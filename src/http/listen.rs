@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::connection::CoreServer;
 use super::error::ServeError;
 use super::node::{Node, client_of};
+use super::sendfile::SendfileStream;
 use crate::store::{Engine, release_idle_regions};
 
 /// Accepted connections waiting in the kernel per listener.
@@ -95,7 +96,12 @@ pub async fn run_core<E: Engine>(core: usize, node: Arc<Node<E>>, listener: std:
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    server.serve_from(stream, Some(client_of(peer.ip())));
+                    let client = Some(client_of(peer.ip()));
+                    if node.config.memory_send == "sendfile" {
+                        server.serve_from(SendfileStream::new(stream, node.clone()), client);
+                    } else {
+                        server.serve_from(stream, client);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(core, %error, "accept failed");

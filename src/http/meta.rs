@@ -1,5 +1,6 @@
-//! `GET /v1/chunks/{id}/meta`: the chunk's length and shard health, as JSON. Every shard is
-//! read and verified, so the count of healthy shards is what the devices hold now.
+//! `GET /v1/chunks/{id}/meta`: the chunk's length, the tiers holding it (`memory`,
+//! `flash`) and its shard health, as JSON. Every shard is read and verified, so the count
+//! of healthy shards is what the devices hold now.
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -21,21 +22,40 @@ pub async fn meta<E: Engine>(
         Ok(target) => target,
         Err(refusal) => return *refusal,
     };
-    match local.shard_health(&id).await {
-        Ok(Some(health)) => json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "id": id,
-                "len": health.len_bytes,
-                // Reference counting arrives with manifests and GC (not yet implemented).
-                "refs": 0,
-                "state": "unreferenced",
-                "tiers": ["flash"],
-                "shards": { "k": health.data_shards, "m": health.parity_shards, "healthy": health.healthy },
-            }),
-        )
-        .into(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "chunk not found").into(),
-        Err(failure) => store_error(failure).into(),
-    }
+    let in_memory = context
+        .node
+        .memory()
+        .and_then(|m| m.peek_len(&id))
+        .map(|len| len as u64);
+    let (len, tiers, shards) = match local.shard_health(&id).await {
+        Ok(Some(health)) => {
+            let mut tiers = Vec::from(in_memory.map(|_| "memory").as_slice());
+            tiers.push("flash");
+            let shards = serde_json::json!({ "k": health.data_shards, "m": health.parity_shards, "healthy": health.healthy });
+            (health.len_bytes, tiers, shards)
+        }
+        Ok(None) => match in_memory {
+            // Evicted from flash, still in memory: no shard holds it.
+            Some(len) => {
+                let scheme = context.node.config.scheme;
+                let shards = serde_json::json!({ "k": scheme.data_shards(), "m": scheme.parity_shards(), "healthy": 0 });
+                (len, vec!["memory"], shards)
+            }
+            None => return error(StatusCode::NOT_FOUND, "chunk not found").into(),
+        },
+        Err(failure) => return store_error(failure).into(),
+    };
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "id": id,
+            "len": len,
+            // Reference counting arrives with manifests and GC (not yet implemented).
+            "refs": 0,
+            "state": "unreferenced",
+            "tiers": tiers,
+            "shards": shards,
+        }),
+    )
+    .into()
 }

@@ -23,7 +23,8 @@
 //!   out);
 //! - leaves: `reply` (answers and error bodies), `body` (zero-copy response bodies),
 //!   `budget` (the in-flight byte budget's core, client and connection shares),
-//!   `multipart` (multipart/byteranges).
+//!   `multipart` (multipart/byteranges), `sendfile` (the client socket, which sends the
+//!   memory tier's bytes with `sendfile` from its memfd arena).
 //!
 //! **Architecture invariant:** handlers never block their core: store I/O goes through the
 //! core's io_uring; the only blocking work (catalog commits) happens on the commit thread.
@@ -48,6 +49,7 @@ mod node;
 mod ops;
 mod put;
 mod reply;
+mod sendfile;
 mod serve;
 mod service;
 mod signals;
@@ -56,5 +58,5 @@ mod target;
 pub use connection::CoreServer;
 pub use context::CoreContext;
 pub use error::ServeError;
-pub use node::Node;
+pub use node::{Node, memory_capacity};
 pub use serve::serve;

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::watch;
 
+use crate::cache::memory::MemoryTier;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::store::{Engine, Store};
@@ -21,6 +22,8 @@ pub struct Node<E: Engine> {
     pub metrics: Metrics,
     /// Set once recovery is done.
     pub store: OnceLock<Store<E>>,
+    /// The memory tier, sized when the store opens (its default follows flash capacity).
+    memory: OnceLock<MemoryTier>,
     pub shutting_down: AtomicBool,
     /// False when the node listens beyond loopback with no token and no explicit opt-in.
     pub open_writes: bool,
@@ -44,6 +47,7 @@ impl<E: Engine> Node<E> {
             config,
             metrics,
             store: OnceLock::new(),
+            memory: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             open_writes,
             connections: AtomicUsize::new(0),
@@ -54,7 +58,20 @@ impl<E: Engine> Node<E> {
 
     /// Makes the opened store the node's: `/readyz` turns 200 and the chunk routes serve.
     pub fn store_opened(&self, store: Store<E>) {
+        let capacity = memory_capacity(&self.config, store.capacity().total_bytes);
+        if self.memory.set(MemoryTier::new(capacity)).is_ok() && capacity > 0 {
+            tracing::info!(
+                bytes = capacity,
+                admission = %self.config.memory_admission,
+                "memory tier"
+            );
+        }
         let _ = self.store.set(store);
+    }
+
+    /// The memory tier, once the store is open and unless `--memory-cache 0`.
+    pub fn memory(&self) -> Option<&MemoryTier> {
+        self.memory.get().filter(|m| m.capacity_bytes() > 0)
     }
 
     /// Stops accepting; open connections finish their requests and close.
@@ -128,6 +145,30 @@ impl<E: Engine> Node<E> {
     pub fn open_connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
+}
+
+/// The memory tier's bound: `--memory-cache` when given, else a tenth of the flash
+/// capacity (the paper's cache servers keep about 10 % of their capacity in memory),
+/// at most a quarter of the machine's RAM (`MemTotal`): the rest is for the store's I/O
+/// buffer regions (up to 1 GiB), the in-flight bodies (`--max-inflight-bytes-per-core`,
+/// 256 MiB a core), the index, responses still sending evicted entries, and the system.
+pub fn memory_capacity(config: &ServeConfig, flash_bytes: u64) -> u64 {
+    if let Some(bytes) = config.memory_cache {
+        return bytes;
+    }
+    let tenth = flash_bytes / 10;
+    match ram_bytes() {
+        Some(ram) => tenth.min(ram / 4),
+        None => tenth,
+    }
+}
+
+/// `MemTotal` from /proc/meminfo.
+fn ram_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The client a connection from `address` counts against for the per-client limits: an

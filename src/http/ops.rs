@@ -31,6 +31,9 @@ pub fn metrics<E: Engine>(context: &CoreContext<E>, method: &Method) -> Response
         chunks: store.chunk_count() as u64,
         index_memory_bytes: store.index_memory_bytes() as u64,
     });
+    if let Some(memory) = context.node.memory() {
+        crate::metrics::record_memory(&memory.stats());
+    }
     let text = context.node.metrics.render(snapshot.as_ref());
     let mut response = Response::new(Body::full(text));
     response.headers_mut().insert(

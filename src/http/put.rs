@@ -84,7 +84,18 @@ pub async fn put<E: Engine>(
         }
     };
     let len = chunk.layout().chunk_len_bytes();
-    let reply = match local.put(chunk).await {
+    // `--memory-admission put`: the tier's copy is made before the store takes the buffer,
+    // and admitted once the chunk is durable (unless a DELETE came in between).
+    let admit = context
+        .node
+        .memory()
+        .filter(|m| config.memory_admission.on_put && !m.contains(&id))
+        .map(|m| (m, m.epoch(&id), m.copy(&[chunk.bytes()])));
+    let stored = local.put(chunk).await;
+    if let (Ok(_), Some((memory, epoch, copy))) = (&stored, admit) {
+        memory.admit(&id, copy, Some(epoch));
+    }
+    let reply = match stored {
         Ok(PutOutcome::Created) => json(
             StatusCode::CREATED,
             &serde_json::json!({ "id": id, "len": len, "created": true }),

@@ -109,11 +109,19 @@ impl TestNode {
     }
 }
 
-/// The `serve` configuration for `flags`, with the data directory in `dir`.
+/// The `serve` configuration for `flags`, with the data directory in `dir`. The memory
+/// tier is off unless `flags` set `--memory-cache`: most tests are about what the store
+/// does on a read (faults, rebuilds), which a memory hit would skip;
+/// `http_inproc_memory.rs` tests the tier.
 fn serve_config(dir: &Path, flags: &[&str]) -> ServeConfig {
     let data_dir = dir.to_str().expect("a UTF-8 temporary path");
+    let memory = if flags.iter().any(|f| f.starts_with("--memory-cache")) {
+        None
+    } else {
+        Some("--memory-cache=0")
+    };
     let fixed = ["chunkd", "--data-dir", data_dir];
-    Flags::try_parse_from(fixed.iter().chain(flags))
+    Flags::try_parse_from(fixed.iter().chain(memory.iter()).chain(flags))
         .unwrap_or_else(|e| panic!("flags {flags:?}: {e}"))
         .serve
 }
