@@ -1,4 +1,7 @@
 //! Tests of `config`: the settings parse from flags, variables and the file alike.
+//!
+//! **Architecture invariant:** compiled only for tests (`config`'s `tests` module, kept in
+//! its own file so `config.rs` stays under 500 lines); never part of the binary.
 
 use super::*;
 use clap::{CommandFactory, FromArgMatches, Parser};
