@@ -309,3 +309,58 @@ fn a_working_set_three_times_the_bound_streams_through_within_it() {
     );
     assert!(s.evictions > 0 && s.hits > 0, "{s:?}");
 }
+
+/// Hits served from memory count for flash's eviction policy too: a chunk read only from
+/// memory is not the first to leave flash when a stream of new chunks fills it (else the
+/// hottest set would be gone from flash whenever memory evicts it, or after a restart).
+#[test]
+fn a_chunk_hot_in_memory_stays_on_flash_while_new_chunks_stream_through() {
+    run(async {
+        let node = TestNode::with_devices(&["--memory-cache", "8M"], 8);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let hot = chunk_bytes(7000, 1 << 20);
+        let hot_id = client.put_new(&hot).await;
+        for _ in 0..3 {
+            let read = client.get(&chunk_path(&hot_id), &[]).await;
+            assert!(read.status == 200 && read.body == hot);
+        }
+        // Four times the flash's capacity of chunks read once.
+        for n in 0..128 {
+            let bytes = chunk_bytes(7001 + n, 1 << 20);
+            assert_eq!(client.put(&bytes, &[]).await.status, 201);
+        }
+        let flash = node.store().flash_stats();
+        let evicted = flash.evicted_watermark + flash.evicted_put;
+        assert!(evicted > 64, "flash evicted {evicted}: {flash:?}");
+        let meta = client
+            .get(&format!("{}/meta", chunk_path(&hot_id)), &[])
+            .await;
+        assert_eq!(meta.status, 200);
+        let json: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();
+        assert!(
+            json["tiers"].as_array().unwrap().contains(&"flash".into()),
+            "the hot chunk left flash: {json}"
+        );
+    });
+}
+
+/// A GET of a chunk no tier holds is a miss of both tiers (answered from the index alone,
+/// it never reaches a flash read, which is where misses were counted before).
+#[test]
+fn a_get_of_an_absent_chunk_counts_a_flash_miss() {
+    run(async {
+        let node = TestNode::start(&["--memory-cache", "8M"]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let absent = id_of(&chunk_bytes(8000, CHUNK_LEN));
+        for _ in 0..3 {
+            client
+                .get(&chunk_path(&absent), &[])
+                .await
+                .assert_error(404);
+        }
+        assert_eq!(node.store().flash_stats().misses, 3);
+        assert_eq!(stats(&node).misses, 3);
+    });
+}

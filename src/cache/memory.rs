@@ -285,6 +285,11 @@ impl MemoryTier {
         Epoch(self.shard(key_of(id)).deletes)
     }
 
+    /// Counts an admission of `id` refused before it was tried (no memory for its copy).
+    pub fn count_refused(&self, id: &ChunkId) {
+        self.shard(key_of(id)).refused += 1;
+    }
+
     /// A copy of a chunk's bytes, given in `parts`, in the tier's own memory, for
     /// [`MemoryTier::admit`]. Made without holding any shard (512 KiB take tens of µs).
     pub fn copy(&self, parts: &[&[u8]]) -> Bytes {

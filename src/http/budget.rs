@@ -41,6 +41,14 @@ impl Share {
             .expect("budget semaphores are never closed")
     }
 
+    /// `bytes` (clamped to the whole share) if they may be held now, without waiting.
+    fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .try_acquire_many_owned(kib_of(bytes).min(self.kib))
+            .ok()
+    }
+
     /// KiB held now.
     pub fn held_kib(&self) -> u32 {
         self.kib - u32::try_from(self.permits.available_permits()).unwrap_or(self.kib)
@@ -71,6 +79,21 @@ pub struct BudgetPermit {
 }
 
 /// Takes `bytes` from the connection's share, its client's, then the core's.
+/// As [`reserve`], but only if all three shares have `bytes` free now: for memory that is
+/// worth having only if it costs no wait (a memory-tier copy made while a PUT is stored).
+pub fn try_reserve(core: &Share, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
+    let connection = shares.connection.try_take(bytes)?;
+    let client = match &shares.client {
+        Some(client) => Some(client.try_take(bytes)?),
+        None => None,
+    };
+    Some(BudgetPermit {
+        _core: core.try_take(bytes)?,
+        _client: client,
+        _connection: connection,
+    })
+}
+
 pub async fn reserve(core: &Share, shares: &ConnShares, bytes: u64) -> BudgetPermit {
     let connection = shares.connection.take(bytes).await;
     let client = match &shares.client {

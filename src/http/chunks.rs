@@ -26,7 +26,7 @@ pub async fn chunk<E: Engine>(
         Method::GET => get::get(context, &local, &id, false, request.headers(), shares).await,
         Method::HEAD => get::get(context, &local, &id, true, request.headers(), shares).await,
         Method::PUT => put::put(context, &local, id, request, shares).await,
-        Method::DELETE => delete::delete(context, &local, &id, request.headers()).await,
+        Method::DELETE => delete::delete(context, local, &id, request.headers()).await,
         _ => method_not_allowed("GET, HEAD, PUT, DELETE").into(),
     }
 }

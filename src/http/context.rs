@@ -59,6 +59,11 @@ impl<E: Engine> CoreContext<E> {
         budget::reserve(&self.budget, shares, bytes).await
     }
 
+    /// `bytes` of the budget if they are free now (see `budget::try_reserve`).
+    pub fn try_reserve(&self, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
+        budget::try_reserve(&self.budget, shares, bytes)
+    }
+
     /// The shares of a new connection from `peer` (none known: no client share).
     pub fn connection_shares(&self, peer: Option<std::net::IpAddr>) -> ConnShares {
         ConnShares {

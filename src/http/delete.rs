@@ -2,6 +2,8 @@
 //! then from the memory tier: 204, or 404 when neither held it. Needs the write token
 //! where one is configured.
 
+use std::rc::Rc;
+
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
 
@@ -14,17 +16,28 @@ use crate::store::{Engine, LocalStore};
 
 pub async fn delete<E: Engine>(
     context: &CoreContext<E>,
-    local: &LocalStore<E>,
+    local: Rc<LocalStore<E>>,
     id: &ChunkId,
     headers: &HeaderMap,
 ) -> Reply {
     if let Some(refusal) = write_refusal(context, headers) {
         return refusal;
     }
-    let stored = local.delete(id).await;
-    // After the flash delete: a GET that read flash before it finds the tier's epoch
-    // moved on and does not admit what it read.
-    let in_memory = context.node.memory().is_some_and(|m| m.remove(id));
+    // Both tiers, as one task of the core's own: once the flash delete is sent to the
+    // commit thread it happens, so the memory copy must go too even if the client leaves
+    // (a dropped request future would otherwise stop between the two, and the tier would
+    // go on serving a deleted chunk). Dropping a `JoinHandle` does not cancel its task.
+    let (node, id) = (context.node.clone(), *id);
+    let both = tokio::task::spawn_local(async move {
+        let stored = local.delete(&id).await;
+        // After the flash delete: a GET that read flash before it finds the tier's epoch
+        // moved on and does not admit what it read.
+        let in_memory = node.memory().is_some_and(|m| m.remove(&id));
+        (stored, in_memory)
+    });
+    let Ok((stored, in_memory)) = both.await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the delete task failed").into();
+    };
     match stored {
         Ok(true) => Response::builder()
             .status(StatusCode::NO_CONTENT)

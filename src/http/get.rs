@@ -37,6 +37,7 @@ pub async fn get<E: Engine>(
 ) -> Reply {
     let memory = context.node.memory();
     if let Some(bytes) = memory.and_then(|m| m.get(id)) {
+        local.touch(id);
         return from_memory(context, id, bytes, head, headers, shares).await;
     }
     let len_bytes = match stored_len(local, id, head) {
@@ -141,6 +142,7 @@ fn stored_len<E: Engine>(local: &LocalStore<E>, id: &ChunkId, head: bool) -> Res
         Ok(Some(len)) => Ok(len),
         Ok(None) => {
             crate::metrics::lookup(false);
+            local.count_miss();
             Err(Box::new(error(StatusCode::NOT_FOUND, "chunk not found")))
         }
         Err(failure) => Err(Box::new(store_error(failure))),

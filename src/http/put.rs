@@ -85,14 +85,22 @@ pub async fn put<E: Engine>(
     };
     let len = chunk.layout().chunk_len_bytes();
     // `--memory-admission put`: the tier's copy is made before the store takes the buffer,
-    // and admitted once the chunk is durable (unless a DELETE came in between).
+    // and admitted once the chunk is durable (unless a DELETE came in between). Until then
+    // the copy is in-flight memory like the body, so it is charged to the same budget —
+    // only if that costs no wait; else the chunk is not admitted (counted as refused).
     let admit = context
         .node
         .memory()
         .filter(|m| config.memory_admission.on_put && !m.contains(&id))
-        .map(|m| (m, m.epoch(&id), m.copy(&[chunk.bytes()])));
+        .and_then(|m| match context.try_reserve(shares, len) {
+            Some(copy_permit) => Some((m, m.epoch(&id), m.copy(&[chunk.bytes()]), copy_permit)),
+            None => {
+                m.count_refused(&id);
+                None
+            }
+        });
     let stored = local.put(chunk).await;
-    if let (Ok(_), Some((memory, epoch, copy))) = (&stored, admit) {
+    if let (Ok(_), Some((memory, epoch, copy, _copy_permit))) = (&stored, admit) {
         memory.admit(&id, copy, Some(epoch));
     }
     let reply = match stored {

@@ -76,10 +76,17 @@ impl<E: Engine> Shared<E> {
             let Some((key, _)) = guard.policy.evict(&mut entries, keep) else {
                 break;
             };
-            let Some((entry, _)) = self.index.get_with_flags(key) else {
+            let Some((entry, flags)) = self.index.get_with_flags(key) else {
                 continue;
             };
-            self.index.set_evicting(key, true);
+            if !self.index.mark_evicting(key) {
+                // Pinned since `keep` looked: it stays, back where a kept entry goes.
+                guard
+                    .policy
+                    .restore(key, policy_size(scheme, entry.len_bytes), Queue::Main);
+                self.index.set_policy(key, flags.freq, true);
+                continue;
+            }
             let victim_blocks = extent_blocks(scheme, u64::from(entry.len_bytes));
             picked += u64::from(victim_blocks);
             victims.push(Victim {
@@ -100,10 +107,19 @@ impl<E: Engine> Shared<E> {
             return;
         }
         self.index.set_evicting(victim.key, false);
-        let queue = guard
-            .policy
-            .insert(victim.key, policy_size(self.config.scheme, entry.len_bytes));
-        self.index.set_policy(victim.key, 0, queue == Queue::Main);
+        // Back into the queue it left, not through `insert`: the policy has just put the
+        // key in its ghost, and an insert would count that as a ghost hit and promote it.
+        let queue = if flags.main {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
+        guard.policy.restore(
+            victim.key,
+            policy_size(self.config.scheme, entry.len_bytes),
+            queue,
+        );
+        self.index.set_policy(victim.key, 0, flags.main);
     }
 
     /// Counts evictions.

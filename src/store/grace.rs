@@ -79,10 +79,20 @@ pub(super) fn slot() -> usize {
 impl Grace {
     /// Registers a read or repair about to look a record up.
     pub(super) fn enter(&self) -> Pass<'_> {
-        let epoch = self.epoch.load(SeqCst);
-        let count = &self.slots[slot()][(epoch & 1) as usize];
-        count.fetch_add(1, SeqCst);
-        Pass { count }
+        // Counted under the epoch it saw, and only if the epoch is still that one once
+        // counted: otherwise a scanner that looked at the slots between the load and the
+        // add could advance twice past a pass it never saw (and space stamped meanwhile
+        // would be reused under it). Retried at most once per epoch change.
+        let slot = &self.slots[slot()];
+        loop {
+            let epoch = self.epoch.load(SeqCst);
+            let count = &slot[(epoch & 1) as usize];
+            count.fetch_add(1, SeqCst);
+            if self.epoch.load(SeqCst) == epoch {
+                return Pass { count };
+            }
+            count.fetch_sub(1, SeqCst);
+        }
     }
 
     /// The stamp for space freed now (after its index entry was removed).

@@ -128,6 +128,17 @@ impl Slot {
     }
 
     /// Changes the flags with `change` (a CAS loop; returns at once when nothing changes).
+    /// As `update`, but `change` may refuse (`None`); returns whether the flags now are
+    /// what it asked for.
+    fn try_update(&self, change: impl Fn(Flags) -> Option<Flags>) -> bool {
+        self.tagged
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tagged| {
+                let after = change(Flags::decode(tagged))?;
+                Some((tagged & (GENERATION_LIMIT - 1)) | after.encode())
+            })
+            .is_ok()
+    }
+
     fn update(&self, change: impl Fn(Flags) -> Flags) {
         let _ = self
             .tagged
@@ -274,13 +285,28 @@ impl Index {
         }
     }
 
-    /// Pins the entry with `key` (or unpins it); returns whether it is there.
+    /// Pins the entry with `key` (or unpins it); returns whether it is there — a chunk
+    /// already being evicted cannot be pinned and counts as gone. Atomic against
+    /// [`Index::mark_evicting`]: a chunk is never both pinned and being evicted.
     pub fn set_pinned(&self, key: u64, pinned: bool) -> bool {
         match self.read(key).find(key, |e| e.key == key) {
             Some(slot) => {
-                slot.update(|f| Flags { pinned, ..f });
-                true
+                slot.try_update(|f| (!pinned || !f.evicting).then_some(Flags { pinned, ..f }))
             }
+            None => false,
+        }
+    }
+
+    /// Marks the entry with `key` as being evicted, unless it is pinned (or gone); returns
+    /// whether it was marked.
+    pub fn mark_evicting(&self, key: u64) -> bool {
+        match self.read(key).find(key, |e| e.key == key) {
+            Some(slot) => slot.try_update(|f| {
+                (!f.pinned).then_some(Flags {
+                    evicting: true,
+                    ..f
+                })
+            }),
             None => false,
         }
     }

@@ -87,6 +87,18 @@ impl<E: Engine> LocalStore<E> {
             .map(|e| u64::from(e.len_bytes))
     }
 
+    /// A hit on chunk `id` served by a tier in front of flash (the memory tier): counted
+    /// for flash's eviction policy too, so a chunk hot in memory is not the first to leave
+    /// flash (and is still there after a restart empties memory).
+    pub fn touch(&self, id: &ChunkId) {
+        self.shared.index.hit(key_of(id));
+    }
+
+    /// A request for a chunk flash does not hold, answered without a read: a flash miss.
+    pub fn count_miss(&self) {
+        self.shared.flash.misses.add(1);
+    }
+
     /// Reads bytes `range` of chunk `id`, verified, rebuilding what it must. Counts a
     /// flash hit (for the eviction policy too) or miss.
     pub async fn read(&self, id: &ChunkId, range: Range<u64>) -> Result<ChunkBytes, StoreError> {

@@ -29,6 +29,9 @@ const ROUND_VICTIMS: usize = 64;
 /// [`WAIT_STEP`]: reads take a fraction of a millisecond.
 const WAITS: usize = 20;
 const WAIT_STEP: Duration = Duration::from_millis(1);
+/// How long a PUT waits, at most, for pending space that already covers it before it
+/// gives up with a 507 (rather than evicting more): a read of a slow device.
+const PENDING_WAITS: usize = 200;
 
 impl<E: Engine> LocalStore<E> {
     /// Takes `blocks` in `group`, or `None` when no free run fits; wakes the evictor when
@@ -62,6 +65,19 @@ impl<E: Engine> LocalStore<E> {
         let shared = &*self.shared;
         if shared.config.eviction {
             for _ in 0..ROUNDS {
+                // Space already freed and waiting only for reads in flight covers this PUT:
+                // wait for it (bounded) rather than evict more — a slow read would otherwise
+                // make every PUT evict up to ROUNDS times its size. Still pending after the
+                // wait (a read stuck on a device): answer 507 with `Retry-After`.
+                if self.pending_blocks(group) >= u64::from(blocks) {
+                    if let Some(offset) = self.allocate_waiting(group, blocks, PENDING_WAITS).await
+                    {
+                        return Ok(offset);
+                    }
+                    if self.pending_blocks(group) >= u64::from(blocks) {
+                        break;
+                    }
+                }
                 let victims = shared.pick_victims(group, u64::from(blocks), ROUND_VICTIMS);
                 if victims.is_empty() {
                     break;
@@ -80,12 +96,12 @@ impl<E: Engine> LocalStore<E> {
                     }
                 }
                 shared.count_evicted(EvictReason::Put, evicted);
-                if let Some(offset) = self.allocate_waiting(group, blocks).await {
+                if let Some(offset) = self.allocate_waiting(group, blocks, WAITS).await {
                     return Ok(offset);
                 }
             }
         }
-        if let Some(offset) = self.allocate_waiting(group, blocks).await {
+        if let Some(offset) = self.allocate_waiting(group, blocks, WAITS).await {
             return Ok(offset);
         }
         shared
@@ -103,9 +119,14 @@ impl<E: Engine> LocalStore<E> {
         })
     }
 
-    /// Allocates, waiting (bounded) while freed space still has reads in flight.
-    async fn allocate_waiting(&self, group: usize, blocks: u32) -> Option<u32> {
-        for _ in 0..WAITS {
+    /// Blocks of `group` freed and waiting for reads in flight.
+    fn pending_blocks(&self, group: usize) -> u64 {
+        lock(&self.shared.groups[group]).space.quarantined_blocks()
+    }
+
+    /// Allocates, waiting up to `waits` steps while freed space still has reads in flight.
+    async fn allocate_waiting(&self, group: usize, blocks: u32, waits: usize) -> Option<u32> {
+        for _ in 0..waits {
             if let Some(offset) = self.allocate(group, blocks) {
                 return Some(offset);
             }
