@@ -19,6 +19,7 @@ PORT=17070                # chunkd; nginx on PORT+1 (directio, full), +2 (sendfi
 CHUNKD_CORES=$(nproc)
 NGINX_WORKERS=2
 NGINX_AIO=threads         # Debian's nginx has no file AIO: "aio on" is refused there
+NGINX_SENDFILE_AIO=off    # the sendfile server: from a warm page cache a thread hand-off only costs
 NGINX_BUFFERS_FULL="1 512k"   # output_buffers of nginx-directio for full GETs
 NGINX_BUFFERS_RANGE="1 64k"   # ... and for 64 KiB range GETs (see README: must not exceed 64k)
 WORK_PARENT=${TMPDIR:-/var/tmp}
@@ -60,7 +61,9 @@ ceiling, alternating contestants in rounds, and prints medians and per-round rat
   --chunkd PATH         chunkd binary (default: \$CHUNKD, chunkd on PATH, or target/release/chunkd)
   --chunkd-args "ARGS"  extra arguments for chunkd serve
   --nginx-workers N     nginx worker_processes (default $NGINX_WORKERS)
-  --nginx-aio MODE      aio for both nginx servers: threads|on|off (default $NGINX_AIO)
+  --nginx-aio MODE      aio for the directio nginx servers: threads|on|off (default $NGINX_AIO)
+  --nginx-sendfile-aio MODE  aio for the sendfile nginx server (default $NGINX_SENDFILE_AIO: with
+                        the page cache warm, as in the hot cases, "aio threads" measured 1.5x slower)
   --nginx-buffers-full "N SIZE"   output_buffers of nginx-directio for full GETs (default "$NGINX_BUFFERS_FULL")
   --nginx-buffers-range "N SIZE"  output_buffers of nginx-directio for range GETs (default "$NGINX_BUFFERS_RANGE")
   --work-dir DIR        parent of the scratch directory; must be on the disk under test,
@@ -89,6 +92,7 @@ while (($#)); do
     --chunkd-args) CHUNKD_EXTRA_ARGS=$2; shift ;;
     --nginx-workers) NGINX_WORKERS=$2; shift ;;
     --nginx-aio) NGINX_AIO=$2; shift ;;
+    --nginx-sendfile-aio) NGINX_SENDFILE_AIO=$2; shift ;;
     --nginx-buffers-full) NGINX_BUFFERS_FULL=$2; shift ;;
     --nginx-buffers-range) NGINX_BUFFERS_RANGE=$2; shift ;;
     --work-dir) WORK_PARENT=$2; shift ;;
@@ -108,6 +112,7 @@ done
 ((CHUNKS >= 1 && ROUNDS >= 1 && DURATION >= 1 && CONNECTIONS >= THREADS && THREADS >= 1)) \
   || die "need --chunks >= 1, --rounds >= 1, --duration >= 1, --connections >= --threads >= 1"
 case $NGINX_AIO in threads|on|off) ;; *) die "--nginx-aio is threads, on or off" ;; esac
+case $NGINX_SENDFILE_AIO in threads|on|off) ;; *) die "--nginx-sendfile-aio is threads, on or off" ;; esac
 has() { [[ ",$2," == *",$1,"* ]]; }
 for c in ${CASES//,/ }; do case $c in full|range|hot-full|hot-range) ;; *) die "unknown case $c" ;; esac; done
 for c in ${CONTESTANTS//,/ }; do
@@ -291,6 +296,7 @@ NGINX_DIRECT_URL=http://127.0.0.1:$((PORT + 1))
 NGINX_SENDFILE_URL=http://127.0.0.1:$((PORT + 2))
 NGINX_DIRECT_RANGE_URL=http://127.0.0.1:$((PORT + 3))
 aio_line=""; [[ $NGINX_AIO != off ]] && aio_line="aio $NGINX_AIO;"
+sendfile_aio_line=""; [[ $NGINX_SENDFILE_AIO != off ]] && sendfile_aio_line="aio $NGINX_SENDFILE_AIO;"
 user_line=""; ((EUID == 0)) && user_line="user $(id -un) $(id -gn);"
 write_nginx_conf() { # name port location-directives
   local prefix=$NGX/$1
@@ -349,7 +355,7 @@ write_nginx_conf directio-range $((PORT + 3)) "$(directio_locations "$NGINX_BUFF
 # (b) sendfile: through the page cache (cold only at the start of each run: see the report).
 write_nginx_conf sendfile $((PORT + 2)) "            sendfile on;
             tcp_nopush on;
-            $aio_line"
+            $sendfile_aio_line"
 log "starting nginx: directio on ports $((PORT + 1)) (full GETs) and $((PORT + 3)) (range GETs), sendfile on port $((PORT + 2))"
 start_nginx directio-full "$NGINX_DIRECT_URL"; NGINX_DIRECT_PID=${NGINX_PIDS[-1]}
 start_nginx directio-range "$NGINX_DIRECT_RANGE_URL"; NGINX_DIRECT_RANGE_PID=${NGINX_PIDS[-1]}
@@ -632,7 +638,7 @@ echo "nginx_vs_chunkd: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYT
 echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git); nginx $ver_nginx; $ver_wrk; $ver_fio; $(curl --version | awk 'NR == 1 { print $1, $2 }'); kernel $(uname -r); $(nproc) cores"
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, HTTP/1.1 keep-alive, a random chunk per request; range case: Range: bytes=a-(a+65535), a a random multiple of 65536"
 echo "chunkd: serve --cores $CHUNKD_CORES, $TOTAL_SHARDS devices of $((dev_bytes >> 20)) MiB, scheme 4+1, O_DIRECT via io_uring${CHUNKD_EXTRA_ARGS:+, extra: $CHUNKD_EXTRA_ARGS}"
-echo "nginx: worker_processes $NGINX_WORKERS, open_file_cache, keepalive; directio: directio 4k, directio_alignment 4k, aio $NGINX_AIO, sendfile off, output_buffers $NGINX_BUFFERS_FULL (full) / $NGINX_BUFFERS_RANGE (range); sendfile: sendfile on, tcp_nopush on, aio $NGINX_AIO"
+echo "nginx: worker_processes $NGINX_WORKERS, open_file_cache, keepalive; directio: directio 4k, directio_alignment 4k, aio $NGINX_AIO, sendfile off, output_buffers $NGINX_BUFFERS_FULL (full) / $NGINX_BUFFERS_RANGE (range); sendfile: sendfile on, tcp_nopush on, aio $NGINX_SENDFILE_AIO"
 echo "fio: io_uring, O_DIRECT, randread over chunkd's device files dev0..dev$((TOTAL_SHARDS - 1)), offset 1 MiB, $((region >> 20)) MiB each (where the shards are); full: bs 128k iodepth $((DATA_SHARDS * CONNECTIONS)) submitted and reaped $DATA_SHARDS at a time; range: bs 64k iodepth $CONNECTIONS"
 echo "$ODIRECT_NOTE"
 if has nginx-sendfile "$CONTESTANTS" && [[ ,$CASES, =~ ,(full|range), ]]; then
@@ -655,7 +661,7 @@ awk -F'\t' -v conns="$CONNECTIONS" '
     by_round[$1 SUBSEP $2 SUBSEP $3] = $5
     if (!($1 in seen_case)) { seen_case[$1] = 1; cases[++ncases] = $1 }
     if (!(k in seen)) { seen[k] = 1; who[$1, ++nwho[$1]] = $2 }
-    if ($2 == "nginx-sendfile") has_sendfile = 1
+    if ($2 == "nginx-sendfile" && $1 !~ /^hot/) has_sendfile = 1
     if ($2 == "fio") has_fio = 1
     if ($3 > rounds) rounds = $3 }
   END {
@@ -667,7 +673,7 @@ awk -F'\t' -v conns="$CONNECTIONS" '
       for (w = 1; w <= nwho[cs]; w++) {
         name = who[cs, w]; k = cs SUBSEP name
         shown = name
-        if (name == "nginx-sendfile") shown = name "*"
+        if (name == "nginx-sendfile" && cs !~ /^hot/) shown = name "*"
         if (name == "fio") shown = "fio**"
         printf "%-17s %-16s %10.0f %8.3f %8.2f %8.2f  %s\n", (w == 1 ? label[cs] : ""), shown,
           median(rps[k]), median(bps[k]) / 1e9, median(p50[k]) / 1000, median(p99[k]) / 1000,

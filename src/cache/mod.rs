@@ -12,7 +12,9 @@
 //! map and its own `S3Fifo`; its bytes live in a memfd arena (`memory_bytes`), which
 //! `--memory-send sendfile` can hand to sockets without a copy. **Architecture invariant:** the memory tier never touches a
 //! device and never holds the store's I/O buffers (admission copies); its only system
-//! calls are on its own memfd, at admission and when a run is freed — never on a hit.
+//! calls are on its own memfd: a write at admission, and a hole punched when a freed run's
+//! last `Bytes` drops (after an eviction, possibly at the end of a response that was still
+//! sending it). A hit itself makes none.
 
 pub mod memory;
 pub mod memory_admission;
