@@ -519,3 +519,40 @@ fn connections_over_the_limit_are_closed_while_the_others_are_served() {
         assert_eq!(fourth.get("/healthz", &[]).await.status, 200);
     });
 }
+
+/// Many uploads at once on one HTTP/2 connection, more than its in-flight share holds:
+/// those that do not fit are refused at once with 503 and `Retry-After` (their retry
+/// succeeds) instead of waiting — a waiting upload's unread DATA held the connection's
+/// flow-control window, so the others could not send either and got 408.
+#[test]
+fn uploads_over_an_http2_connections_share_get_503_at_once() {
+    run(async {
+        let node = TestNode::start(&["--max-inflight-bytes-per-connection", "2M"]);
+        let server = node.server();
+        let client = Client::connect(&server, Version::Http2).await;
+        let chunks: Vec<Vec<u8>> = (0..12).map(|n| chunk_bytes(9100 + n, 1 << 20)).collect();
+        let answers = futures_util::future::join_all(chunks.iter().map(|bytes| {
+            let mut stream = client.another_stream();
+            async move { stream.put(bytes, &[]).await }
+        }))
+        .await;
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+        assert!(
+            statuses.iter().all(|&s| s == 201 || s == 503),
+            "{statuses:?}"
+        );
+        assert!(statuses.contains(&503), "{statuses:?}");
+        assert!(statuses.contains(&201), "{statuses:?}");
+        for (answer, bytes) in answers.iter().zip(&chunks) {
+            if answer.status == 503 {
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                assert_eq!(client.another_stream().put(bytes, &[]).await.status, 201);
+            }
+        }
+        let mut check = client.another_stream();
+        for bytes in &chunks {
+            let read = check.get(&chunk_path(&id_of(bytes)), &[]).await;
+            assert!(read.status == 200 && read.body == *bytes);
+        }
+    });
+}

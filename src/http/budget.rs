@@ -79,6 +79,25 @@ pub struct BudgetPermit {
 }
 
 /// Takes `bytes` from the connection's share, its client's, then the core's.
+/// As [`reserve`] for an upload, except that the connection's share must have `bytes`
+/// free now (`None` otherwise): on HTTP/2 an upload waiting for its connection's share
+/// would leave its unread DATA holding the connection's flow-control window, so the other
+/// uploads on the connection could not send either and would time out. Refused at once,
+/// the client retries it (503 + Retry-After). The client's and the core's shares are
+/// waited for as usual.
+pub async fn reserve_upload(core: &Share, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
+    let connection = shares.connection.try_take(bytes)?;
+    let client = match &shares.client {
+        Some(client) => Some(client.take(bytes).await),
+        None => None,
+    };
+    Some(BudgetPermit {
+        _core: core.take(bytes).await,
+        _client: client,
+        _connection: connection,
+    })
+}
+
 /// As [`reserve`], but only if all three shares have `bytes` free now: for memory that is
 /// worth having only if it costs no wait (a memory-tier copy made while a PUT is stored).
 pub fn try_reserve(core: &Share, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {

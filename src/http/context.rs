@@ -59,6 +59,12 @@ impl<E: Engine> CoreContext<E> {
         budget::reserve(&self.budget, shares, bytes).await
     }
 
+    /// `bytes` of the budget for an upload, refused at once when the connection's own
+    /// share is full (see `budget::reserve_upload`).
+    pub async fn reserve_upload(&self, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
+        budget::reserve_upload(&self.budget, shares, bytes).await
+    }
+
     /// `bytes` of the budget if they are free now (see `budget::try_reserve`).
     pub fn try_reserve(&self, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
         budget::try_reserve(&self.budget, shares, bytes)

@@ -63,12 +63,10 @@ pub async fn put<E: Engine>(
     {
         return answer.into();
     }
-    let permit = context
-        .reserve(
-            shares,
-            declared.unwrap_or(u64::from(local.max_chunk_bytes())),
-        )
-        .await;
+    let wanted = declared.unwrap_or(u64::from(local.max_chunk_bytes()));
+    let Some(permit) = context.reserve_upload(shares, wanted).await else {
+        return early(busy_connection(), body);
+    };
     let limits = BodyLimits {
         idle: config.idle_timeout,
         whole: config.body_timeout,
@@ -116,6 +114,19 @@ pub async fn put<E: Engine>(
     };
     drop(permit);
     reply.into()
+}
+
+/// The 503 for an upload its connection has no room for now: retry (on another stream,
+/// or after the connection's other uploads).
+fn busy_connection() -> Reply {
+    let mut answer = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this connection's uploads in flight fill its share of memory: retry",
+    );
+    answer
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
+    answer.into()
 }
 
 /// The 200 for a chunk already stored (and not known lost: that one is received and

@@ -63,6 +63,16 @@ impl Client {
         Client { sender }
     }
 
+    /// Another handle on the same HTTP/2 connection, for concurrent streams.
+    pub fn another_stream(&self) -> Client {
+        match &self.sender {
+            Sender::Http2(sender) => Client {
+                sender: Sender::Http2(sender.clone()),
+            },
+            Sender::Http1(_) => panic!("an HTTP/1.1 connection carries one request at a time"),
+        }
+    }
+
     /// Sends a request and reads its whole response; panics on a transport failure.
     pub async fn request(
         &mut self,
