@@ -18,6 +18,7 @@ pub mod http;
 pub mod image;
 pub mod metrics;
 pub mod range;
+pub mod runs;
 pub mod sim;
 pub mod store;
 pub mod units;

@@ -21,13 +21,14 @@
 //! `store::aligned`'s huge-page regions (at most 1 GiB per process, recycled per thread),
 //! which a tier holding them for an entry's life would starve.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use rustix::fs::{FallocateFlags, MemfdFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::runs::FreeRuns;
 
 /// The arena's page: runs are whole pages, so a punched hole frees exactly a run.
 const PAGE_BYTES: usize = 4096;
@@ -49,14 +50,7 @@ pub struct Arena {
     /// is only read through runs a [`Run`] owns).
     base: usize,
     len: usize,
-    free: Mutex<FreeRuns>,
-}
-
-/// Free runs of the arena, by offset and by (length, offset) for best fit.
-#[derive(Debug, Default)]
-struct FreeRuns {
-    by_offset: BTreeMap<usize, usize>,
-    by_len: BTreeSet<(usize, usize)>,
+    free: Mutex<FreeRuns<usize>>,
 }
 
 /// One chunk's run of the arena, owned by the `Bytes` made over it.
@@ -208,45 +202,6 @@ impl AsRef<[u8]> for Run {
 impl Drop for Run {
     fn drop(&mut self) {
         self.arena.give_back(self.offset, self.len);
-    }
-}
-
-impl FreeRuns {
-    /// The offset of a free run of exactly `len` bytes, carved best-fit.
-    fn take(&mut self, len: usize) -> Option<usize> {
-        let &(found_len, offset) = self.by_len.range((len, 0)..).next()?;
-        self.by_len.remove(&(found_len, offset));
-        self.by_offset.remove(&offset);
-        if found_len > len {
-            self.add(offset + len, found_len - len);
-        }
-        Some(offset)
-    }
-
-    /// Frees `len` bytes at `offset`, joined with free neighbours.
-    fn insert(&mut self, mut offset: usize, mut len: usize) {
-        if let Some((&before, &before_len)) = self.by_offset.range(..offset).next_back()
-            && before + before_len == offset
-        {
-            self.remove(before, before_len);
-            offset = before;
-            len += before_len;
-        }
-        if let Some(&after_len) = self.by_offset.get(&(offset + len)) {
-            self.remove(offset + len, after_len);
-            len += after_len;
-        }
-        self.add(offset, len);
-    }
-
-    fn add(&mut self, offset: usize, len: usize) {
-        self.by_offset.insert(offset, len);
-        self.by_len.insert((len, offset));
-    }
-
-    fn remove(&mut self, offset: usize, len: usize) {
-        self.by_offset.remove(&offset);
-        self.by_len.remove(&(len, offset));
     }
 }
 

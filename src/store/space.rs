@@ -15,8 +15,10 @@
 //!
 //! **Architecture invariant:** in memory only; rebuilt from the catalog at start-up.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::runs::FreeRuns;
 
 /// The `Retry-After` of a PUT refused for space when no freed space is pending (nothing can
 /// be evicted: every chunk is pinned or in use, or eviction is off): 60 s, a guess at how
@@ -28,8 +30,7 @@ pub const QUARANTINE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct GroupSpace {
     total_blocks: u64,
-    by_start: BTreeMap<u32, u32>,
-    by_len: BTreeSet<(u32, u32)>,
+    runs: FreeRuns<u32>,
     free_blocks: u64,
     /// Freed runs `(stamp, start, len)` waiting for the reads that may use them, in stamp
     /// order.
@@ -47,8 +48,7 @@ impl GroupSpace {
         );
         let mut space = GroupSpace {
             total_blocks,
-            by_start: BTreeMap::new(),
-            by_len: BTreeSet::new(),
+            runs: FreeRuns::default(),
             free_blocks: 0,
             pending: VecDeque::new(),
             pending_blocks: 0,
@@ -80,11 +80,8 @@ impl GroupSpace {
     pub fn allocate(&mut self, len: u32, reusable_before: u64) -> Option<u32> {
         assert!(len > 0);
         self.release(reusable_before);
-        let &(run_len, start) = self.by_len.range((len, 0)..).next()?;
-        self.remove_free(start, run_len);
-        if run_len > len {
-            self.insert_free(start + len, run_len - len);
-        }
+        let start = self.runs.take(len)?;
+        self.free_blocks -= u64::from(len);
         Some(start)
     }
 
@@ -97,19 +94,6 @@ impl GroupSpace {
     /// Returns `len` blocks at `start` at once: only for space no one else can have seen
     /// (a write that failed before its chunk was ever visible).
     pub fn free_now(&mut self, start: u32, len: u32) {
-        let mut start = start;
-        let mut len = len;
-        if let Some((&prev_start, &prev_len)) = self.by_start.range(..start).next_back()
-            && prev_start + prev_len == start
-        {
-            self.remove_free(prev_start, prev_len);
-            start = prev_start;
-            len += prev_len;
-        }
-        if let Some(&next_len) = self.by_start.get(&(start + len)) {
-            self.remove_free(start + len, next_len);
-            len += next_len;
-        }
         self.insert_free(start, len);
     }
 
@@ -127,15 +111,8 @@ impl GroupSpace {
 
     fn insert_free(&mut self, start: u32, len: u32) {
         debug_assert!(len > 0);
-        self.by_start.insert(start, len);
-        self.by_len.insert((len, start));
+        self.runs.insert(start, len);
         self.free_blocks += u64::from(len);
-    }
-
-    fn remove_free(&mut self, start: u32, len: u32) {
-        self.by_start.remove(&start);
-        self.by_len.remove(&(len, start));
-        self.free_blocks -= u64::from(len);
     }
 
     /// Blocks in the group.
@@ -161,7 +138,7 @@ impl GroupSpace {
 
     /// The longest run that could be allocated now: the largest shard that fits.
     pub fn largest_free_blocks(&self) -> u32 {
-        self.by_len.last().map_or(0, |&(len, _)| len)
+        self.runs.largest()
     }
 }
 
