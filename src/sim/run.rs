@@ -18,7 +18,7 @@ use crate::units::parse_size;
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimConfig {
     /// Trace to replay: one request a line, `ID [SIZE]` (SIZE in bytes, default 524288;
-    /// ID any token; blank lines and `#` comments skipped).
+    /// ID any token; blank lines and `# ...` comment lines skipped; an ID may start with `#`).
     #[arg(
         long,
         conflicts_with = "generate",

@@ -1,8 +1,9 @@
 //! Request traces: reading and writing the text format `chunkd sim --trace` takes.
 //!
 //! One request a line, `ID [SIZE]`: ID any token (a chunk id, a path, a number), SIZE the
-//! bytes requested (default [`DEFAULT_SIZE_BYTES`], a whole chunk). Blank lines and lines
-//! starting with `#` are skipped. IDs are numbered densely in order of first appearance,
+//! bytes requested (default [`DEFAULT_SIZE_BYTES`], a whole chunk). Blank lines are
+//! skipped, and so are comments: a line whose first token is `#` alone (`# text`) — an ID
+//! may itself start with `#` (`#abc 100` is a request). IDs are numbered densely in order of first appearance,
 //! so two tokens are one key exactly when they are equal.
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ pub fn read(input: impl BufRead) -> Result<Vec<Request>, SimError> {
         let line_number = index + 1;
         let line = line.map_err(|cause| SimError::ReadTrace { line_number, cause })?;
         let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
+        if text.is_empty() || text.split_whitespace().next() == Some("#") {
             continue;
         }
         let bad = |why: String| SimError::BadLine {
@@ -91,7 +92,7 @@ mod tests {
 
     #[test]
     fn lines_are_ids_with_optional_sizes() {
-        let text = "# a comment\n\nalpha 100\nbeta\n  alpha 7  \n";
+        let text = "# a comment\n\nalpha 100\nbeta\n  alpha 7  \n#\n#gamma 5\n";
         let requests = read(text.as_bytes()).unwrap();
         assert_eq!(
             requests,
@@ -102,11 +103,12 @@ mod tests {
                     size: DEFAULT_SIZE_BYTES
                 },
                 Request { key: 0, size: 7 },
+                Request { key: 2, size: 5 },
             ]
         );
         assert_eq!(
             distinct_bytes(&requests),
-            100 + u64::from(DEFAULT_SIZE_BYTES)
+            100 + u64::from(DEFAULT_SIZE_BYTES) + 5
         );
     }
 
