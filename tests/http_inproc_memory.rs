@@ -364,3 +364,25 @@ fn a_get_of_an_absent_chunk_counts_a_flash_miss() {
         assert_eq!(stats(&node).misses, 3);
     });
 }
+
+/// A GET of several ranges is one flash hit (for the metrics and the eviction policy),
+/// not one per range: else one multipart request would promote a chunk to main.
+#[test]
+fn a_multipart_get_is_one_flash_hit() {
+    run(async {
+        let node = TestNode::start(&["--memory-cache", "0"]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(8100, CHUNK_LEN);
+        let id = client.put_new(&bytes).await;
+        let before = node.store().flash_stats().hits;
+        let read = client
+            .get(
+                &chunk_path(&id),
+                &[("range", "bytes=0-9,1000-1009,200000-200009")],
+            )
+            .await;
+        assert_eq!(read.status, 206);
+        assert_eq!(node.store().flash_stats().hits, before + 1);
+    });
+}

@@ -333,11 +333,17 @@ async fn read_many<E: Engine>(
     ranges: Vec<ByteRange>,
     len_bytes: u64,
 ) -> Result<Response<Body>, StoreError> {
-    let reads = join_all(
-        ranges
-            .iter()
-            .map(|r| local.read(id, r.first()..r.last() + 1)),
-    )
+    // One request is one hit (or miss) of the chunk, however many ranges it asks for.
+    let reads = join_all(ranges.iter().enumerate().map(|(i, r)| {
+        let range = r.first()..r.last() + 1;
+        async move {
+            if i == 0 {
+                local.read(id, range).await
+            } else {
+                local.read_uncounted(id, range).await
+            }
+        }
+    }))
     .await;
     let mut parts = Vec::with_capacity(ranges.len());
     for (range, read) in ranges.into_iter().zip(reads) {

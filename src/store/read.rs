@@ -117,7 +117,9 @@ impl<E: Engine> LocalStore<E> {
         read
     }
 
-    async fn read_uncounted(
+    /// As [`LocalStore::read`], counting nothing: for the further ranges of one request
+    /// (one request is one hit for the policy and the metrics).
+    pub async fn read_uncounted(
         &self,
         id: &ChunkId,
         range: Range<u64>,
