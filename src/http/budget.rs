@@ -79,6 +79,11 @@ pub struct BudgetPermit {
 }
 
 /// Takes `bytes` from the connection's share, its client's, then the core's.
+pub async fn reserve(core: &Share, shares: &ConnShares, bytes: u64) -> BudgetPermit {
+    let connection = shares.connection.take(bytes).await;
+    with_connection(core, shares, bytes, connection).await
+}
+
 /// As [`reserve`] for an upload, except that the connection's share must have `bytes`
 /// free now (`None` otherwise): on HTTP/2 an upload waiting for its connection's share
 /// would leave its unread DATA holding the connection's flow-control window, so the other
@@ -87,15 +92,26 @@ pub struct BudgetPermit {
 /// waited for as usual.
 pub async fn reserve_upload(core: &Share, shares: &ConnShares, bytes: u64) -> Option<BudgetPermit> {
     let connection = shares.connection.try_take(bytes)?;
+    Some(with_connection(core, shares, bytes, connection).await)
+}
+
+/// The rest of [`reserve`] once the connection's share is held: the client's, then the
+/// core's, waiting for each.
+async fn with_connection(
+    core: &Share,
+    shares: &ConnShares,
+    bytes: u64,
+    connection: OwnedSemaphorePermit,
+) -> BudgetPermit {
     let client = match &shares.client {
         Some(client) => Some(client.take(bytes).await),
         None => None,
     };
-    Some(BudgetPermit {
+    BudgetPermit {
         _core: core.take(bytes).await,
         _client: client,
         _connection: connection,
-    })
+    }
 }
 
 /// As [`reserve`], but only if all three shares have `bytes` free now: for memory that is
@@ -111,19 +127,6 @@ pub fn try_reserve(core: &Share, shares: &ConnShares, bytes: u64) -> Option<Budg
         _client: client,
         _connection: connection,
     })
-}
-
-pub async fn reserve(core: &Share, shares: &ConnShares, bytes: u64) -> BudgetPermit {
-    let connection = shares.connection.take(bytes).await;
-    let client = match &shares.client {
-        Some(client) => Some(client.take(bytes).await),
-        None => None,
-    };
-    BudgetPermit {
-        _core: core.take(bytes).await,
-        _client: client,
-        _connection: connection,
-    }
 }
 
 /// One core's client shares by address, each alive while a connection from the address
