@@ -33,16 +33,24 @@ fn mib_chunk(n: u64) -> (ChunkId, Vec<u8>) {
     (ChunkId::of(&bytes), bytes)
 }
 
-/// Puts 1 MiB chunks `ns`; returns their ids.
+/// Puts 1 MiB chunks `ns` under the default scheme; returns their ids.
 async fn put_mib<E: chunkd::store::Engine>(
     local: &chunkd::store::LocalStore<E>,
+    ns: std::ops::Range<u64>,
+) -> Vec<ChunkId> {
+    put_mib_as(local, Scheme::DEFAULT, ns).await
+}
+
+/// Puts 1 MiB chunks `ns` laid out for `scheme` (the store's); returns their ids.
+async fn put_mib_as<E: chunkd::store::Engine>(
+    local: &chunkd::store::LocalStore<E>,
+    scheme: Scheme,
     ns: std::ops::Range<u64>,
 ) -> Vec<ChunkId> {
     let mut ids = Vec::new();
     for n in ns {
         let (id, bytes) = mib_chunk(n);
-        let chunk =
-            VerifiedChunk::from_slice(&bytes, Scheme::DEFAULT, DEFAULT_MAX_CHUNK_BYTES).unwrap();
+        let chunk = VerifiedChunk::from_slice(&bytes, scheme, DEFAULT_MAX_CHUNK_BYTES).unwrap();
         assert_eq!(local.put(chunk).await.unwrap(), PutOutcome::Created);
         ids.push(id);
     }
@@ -199,14 +207,7 @@ fn a_hung_probe_does_not_stop_repairs() {
     let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
     run(async {
         let local = store.local().unwrap();
-        let mut ids = Vec::new();
-        for n in 0..8 {
-            let (id, bytes) = mib_chunk(n);
-            let chunk =
-                VerifiedChunk::from_slice(&bytes, cfg.scheme, DEFAULT_MAX_CHUNK_BYTES).unwrap();
-            local.put(chunk).await.unwrap();
-            ids.push(id);
-        }
+        let ids = put_mib_as(&local, cfg.scheme, 0..8).await;
         spawn_repairs(&store);
         let hung = engine.device(&cfg.devices[victim].path);
         hung.set_lost(true);
