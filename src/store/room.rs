@@ -130,7 +130,7 @@ impl<E: Engine> LocalStore<E> {
             if let Some(offset) = self.allocate(group, blocks) {
                 return Some(offset);
             }
-            if lock(&self.shared.groups[group]).space.quarantined_blocks() == 0 {
+            if self.pending_blocks(group) == 0 {
                 return None;
             }
             tokio::time::sleep(WAIT_STEP).await;
