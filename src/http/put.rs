@@ -18,7 +18,7 @@ use super::body::Body;
 use super::budget::ConnShares;
 use super::context::CoreContext;
 use super::linger::{Linger, linger};
-use super::reply::{Refusal, Reply, error, json, store_error};
+use super::reply::{Refusal, Reply, error, json, store_error, unavailable_briefly};
 use crate::chunk::ChunkId;
 use crate::store::{ChunkBuffer, Engine, LocalStore, PutOutcome, VerifiedChunk};
 
@@ -119,14 +119,8 @@ pub async fn put<E: Engine>(
 /// The 503 for an upload its connection has no room for now: retry (on another stream,
 /// or after the connection's other uploads).
 fn busy_connection() -> Reply {
-    let mut answer = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "this connection's uploads in flight fill its share of memory: retry",
-    );
-    answer
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
-    answer.into()
+    unavailable_briefly("this connection's uploads in flight fill its share of memory: retry")
+        .into()
 }
 
 /// The 200 for a chunk already stored (and not known lost: that one is received and

@@ -67,6 +67,15 @@ pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Bo
     json(status, &serde_json::json!({ "error": message.to_string() }))
 }
 
+/// 503 with `Retry-After: 1`: the node cannot take this request now and will shortly.
+pub fn unavailable_briefly(message: impl std::fmt::Display) -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// 405 with the methods the route allows.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = error(

@@ -5,10 +5,9 @@
 use std::rc::Rc;
 
 use http::StatusCode;
-use http::header::{self, HeaderValue};
 
 use super::context::CoreContext;
-use super::reply::{Reply, error};
+use super::reply::{Reply, error, unavailable_briefly};
 use crate::chunk::ChunkId;
 use crate::store::{Engine, LocalStore};
 
@@ -28,12 +27,5 @@ pub fn target<E: Engine>(
 }
 
 fn starting() -> Reply {
-    let mut response = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the node is starting: recovering its store",
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response.into()
+    unavailable_briefly("the node is starting: recovering its store").into()
 }
