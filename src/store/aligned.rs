@@ -669,19 +669,33 @@ mod tests {
     fn a_region_with_a_buffer_in_use_is_kept() {
         std::thread::spawn(|| {
             let len = 2 << 20;
-            let mut idle = AlignedBuf::scratch(len);
-            let in_use = AlignedBuf::scratch(len);
-            idle.fill(7);
-            let (ptr, shared) = (idle.as_ptr(), idle.region == in_use.region);
-            drop(idle);
-            let released = release_regions_idle_since(Instant::now());
-            if shared {
-                assert_eq!(released, 0, "a buffer of the region is still in use");
-                let back = AlignedBuf::scratch(len);
-                assert_eq!(back.as_ptr(), ptr);
-                assert!(back.iter().all(|&b| b == 7), "its pages were kept");
+            // Buffers carved one after another share a region, except across the start of
+            // a new one: carve until the last two do (all held, so every region they lie
+            // in has a buffer in use).
+            let mut held = vec![AlignedBuf::scratch(len)];
+            loop {
+                held.push(AlignedBuf::scratch(len));
+                let [.., before, last] = held.as_slice() else {
+                    unreachable!()
+                };
+                if before.region.is_some() && before.region == last.region {
+                    break;
+                }
+                assert!(held.len() < 8, "no two 2 MiB buffers in one 8 MiB region");
             }
-            drop(in_use);
+            let mut idle = held.remove(held.len() - 2);
+            idle.fill(7);
+            let ptr = idle.as_ptr();
+            drop(idle);
+            assert_eq!(
+                release_regions_idle_since(Instant::now()),
+                0,
+                "a buffer of the region is still in use"
+            );
+            let back = AlignedBuf::scratch(len);
+            assert_eq!(back.as_ptr(), ptr);
+            assert!(back.iter().all(|&b| b == 7), "its pages were kept");
+            drop(held);
         })
         .join()
         .unwrap();
