@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::device::DeviceSpec;
+use super::refs::GcClock;
 use crate::erasure::Scheme;
 
 /// Largest chunk accepted by default: 1 MiB, twice the 512 KiB image chunk.
@@ -62,6 +63,19 @@ pub struct StoreConfig {
     /// up to which it evicts (see [`DEFAULT_EVICT_LOW_WATERMARK_PERCENT`]).
     pub evict_low_watermark_percent: u8,
     pub evict_high_watermark_percent: u8,
+    /// How long an expired chunk (no live manifest names it any more) is kept before a
+    /// sweep may delete it (see `refs`).
+    pub gc_grace: Duration,
+    /// How often the store sweeps by itself (zero: only when asked, `POST /v1/gc`).
+    pub gc_interval: Duration,
+    /// Sweep chunks that no manifest names too (they expire when stored, or at open), not
+    /// only chunks whose count fell to zero; off, eviction handles them.
+    pub gc_unreferenced: bool,
+    /// Never evict a chunk a live manifest names (a node without an origin may hold its
+    /// only copy). Off when an origin can fill it again: references then only drive GC.
+    pub pin_referenced: bool,
+    /// The clock of expiries and sweeps (tests use a manual one).
+    pub gc_clock: GcClock,
 }
 
 /// Default low watermark: the evictor starts when a group has less than 2 % free. Free
@@ -73,6 +87,15 @@ pub const DEFAULT_EVICT_LOW_WATERMARK_PERCENT: u8 = 2;
 /// group in batches of 256 removals a catalog commit, and runs are rare (CacheLib and
 /// foyer likewise keep a few regions clean ahead of writes rather than one).
 pub const DEFAULT_EVICT_HIGH_WATERMARK_PERCENT: u8 = 5;
+
+/// Default of [`StoreConfig::gc_grace`]: 10 minutes, the API's default. Long enough for a
+/// manifest being replaced to be put again with the same chunks (a re-push) and for reads
+/// that started from the old manifest to finish; a read in that window cancels the deletion.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(600);
+/// Default of [`StoreConfig::gc_interval`]: a sweep a minute, so a chunk is deleted at
+/// most a minute after its grace ends; each sweep is a few catalog transactions of up to
+/// 1024 removals.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl StoreConfig {
     /// Five 1 GiB file devices under `data_dir/devices`, 4 + 1: the embedded default.
@@ -101,6 +124,11 @@ impl StoreConfig {
             eviction: true,
             evict_low_watermark_percent: DEFAULT_EVICT_LOW_WATERMARK_PERCENT,
             evict_high_watermark_percent: DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
+            gc_grace: DEFAULT_GC_GRACE,
+            gc_interval: DEFAULT_GC_INTERVAL,
+            gc_unreferenced: false,
+            pin_referenced: true,
+            gc_clock: GcClock::System,
         }
     }
 }

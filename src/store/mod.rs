@@ -43,6 +43,7 @@ mod error;
 mod evict;
 mod fetch;
 mod flash;
+mod gc;
 mod geometry;
 mod grace;
 mod handle;
@@ -52,6 +53,7 @@ mod index;
 mod open;
 mod read;
 mod rebuilds;
+mod refs;
 mod repair;
 mod room;
 mod shard;
@@ -64,7 +66,8 @@ pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice, release_idle_regions}
 pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
 pub use config::{
     DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
-    DEFAULT_EVICT_LOW_WATERMARK_PERCENT, DEFAULT_MAX_CHUNK_BYTES, StoreConfig,
+    DEFAULT_EVICT_LOW_WATERMARK_PERCENT, DEFAULT_GC_GRACE, DEFAULT_GC_INTERVAL,
+    DEFAULT_MAX_CHUNK_BYTES, StoreConfig,
 };
 pub use device::{DeviceSpec, Engine};
 pub use error::StoreError;
@@ -74,6 +77,10 @@ pub use handle::{Capacity, LocalStore, ShardLocation, Store};
 pub use health::{DeviceHealth, DeviceState, Health};
 pub use open::OpenReport;
 pub use read::ChunkBytes;
+pub use refs::{
+    GcClock, GcStats, MANIFEST_NAME_MAX, ManifestName, ManifestNameError, ManifestPut, RefState,
+    SweepReport,
+};
 pub use repair::{Maintenance, RepairOutcome, ShardHealth};
 pub use space::QUARANTINE;
 pub use write::PutOutcome;
