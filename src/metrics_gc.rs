@@ -97,12 +97,10 @@ pub fn describe() {
         describe_counter!(name, help);
     }
     for (name, help, _) in GAUGES {
-        let unit = if name.ends_with("_bytes") {
-            Unit::Bytes
-        } else {
-            Unit::Count
-        };
-        describe_gauge!(name, unit, help);
+        match name.ends_with("_bytes") {
+            true => describe_gauge!(name, Unit::Bytes, help),
+            false => describe_gauge!(name, help),
+        }
     }
     describe_histogram!(
         SWEEP_DURATION,

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use harness::{
     Launch, Server, check_parts, chunk_bytes, chunk_path, curl, get, id_of, metric, metrics,
-    parse_multipart, put_new, tool_or_skip, wait_for_metric,
+    parse_multipart, put_new, request, tool_or_skip, wait_for_metric,
 };
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -151,8 +151,21 @@ fn metrics_pass_promtool_and_count_the_traffic() {
     assert_eq!(wait("GET", "206", PUTS), PUTS as f64);
     assert_eq!(wait("GET", "404", 1), 1.0);
     assert_eq!(wait("GET", "400", 1), 1.0);
+    // A manifest and a sweep, so the GC series promtool checks carry samples too.
+    let manifest = serde_json::json!({ "chunks": ids }).to_string();
+    let put = request(addr, "PUT", "/v1/manifests/m", &[], manifest.as_bytes());
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(request(addr, "POST", "/v1/gc", &[], b"").status, 200);
 
     let text = metrics(addr);
+    assert_eq!(metric(&text, "chunkd_manifests", &[]), 1.0, "{text}");
+    assert_eq!(metric(&text, "chunkd_referenced_chunks", &[]), PUTS as f64);
+    // At least the one asked for (the store's periodic sweeps count too).
+    assert!(metric(&text, "chunkd_gc_sweeps_total", &[]) >= 1.0);
+    assert_eq!(
+        metric(&text, "chunkd_gc_sweep_duration_seconds_count", &[]),
+        1.0
+    );
     assert_eq!(metric(&text, "chunkd_store_chunks", &[]), PUTS as f64);
     let received = metric(&text, "chunkd_http_received_bytes_total", &[]);
     assert!(received >= (PUTS * 10_000) as f64, "received {received}");
