@@ -174,6 +174,8 @@ async fn put<E: Engine>(
     };
     // Held until the answer is sent: its list of missing ids is at most as long as the
     // body's list, and the parsed ids (32 bytes each, against ~67 of JSON) fit in it too.
+    // Like any request's, the reservation is clamped to the connection's share (16 MiB by
+    // default), so a manifest larger than that holds more than it reserves.
     let Some(permit) = context
         .reserve_upload(shares, declared.unwrap_or(max))
         .await
