@@ -579,7 +579,7 @@ fn a_node_full_of_referenced_chunks_refuses_puts_until_the_manifest_goes() {
         let full = full.expect("64 MiB of chunks fill a node of 32 MiB of data");
         let message = full.assert_error(507);
         assert!(
-            message.contains("pinned") || message.contains("referenced"),
+            message.contains("named by live manifests") && message.contains("bytes)"),
             "the 507 says why nothing could be evicted: {message}"
         );
         assert!(stored > 0);
