@@ -1,7 +1,8 @@
 //! The metrics of manifests and garbage collection (issue 13), in a file beside `metrics`
 //! (which calls these when it installs the recorder and at each scrape, and keeps the list
 //! of every other metric): counters and gauges read from the store's [`GcStats`] at a
-//! scrape, and the duration of each sweep `POST /v1/gc` runs.
+//! scrape (the last sweep's duration among them), and the duration of each sweep
+//! `POST /v1/gc` runs as a histogram.
 //!
 //! `chunkd_gc_expired_reads_total` is the alarm of GC: each is a read of a chunk no
 //! manifest named any more, which the read saved from deletion — something still used it.
@@ -17,8 +18,13 @@ use metrics::{
 
 use crate::store::GcStats;
 
-/// The histogram of sweep durations, which has buckets of its own (below).
+/// The histogram of the durations of sweeps `POST /v1/gc` ran, which has buckets of its
+/// own (below). The store's periodic sweeps are not in it: they run inside the store,
+/// which keeps only the last one's duration and the sum (so the last is a gauge).
 pub const SWEEP_DURATION: &str = "chunkd_gc_sweep_duration_seconds";
+
+/// The gauge of the last sweep's duration, periodic or asked for.
+const LAST_SWEEP_DURATION: &str = "chunkd_gc_last_sweep_duration_seconds";
 
 /// Sweep duration buckets in seconds, 1 ms to 2 min: a sweep is a few catalog
 /// transactions of up to 1024 removals each, far slower than a request.
@@ -102,6 +108,11 @@ pub fn describe() {
             false => describe_gauge!(name, help),
         }
     }
+    describe_gauge!(
+        LAST_SWEEP_DURATION,
+        Unit::Seconds,
+        "Duration of the last sweep, periodic or asked for by POST /v1/gc (0 before the first)."
+    );
     describe_histogram!(
         SWEEP_DURATION,
         Unit::Seconds,
@@ -124,6 +135,7 @@ pub fn record(stats: &GcStats) {
     for (name, _, value) in GAUGES {
         gauge!(name).set(value(stats) as f64);
     }
+    gauge!(LAST_SWEEP_DURATION).set(stats.last_sweep_micros as f64 / 1e6);
 }
 
 /// Records the duration of a sweep `POST /v1/gc` ran.

@@ -411,6 +411,15 @@ fn a_chunk_no_manifest_names_expires_and_a_sweep_after_the_grace_deletes_it() {
         assert!(
             metric(&text, "chunkd_gc_sweep_duration_seconds_count", &[]) >= sweeps_before + 2.0
         );
+        let last_micros = node.store().gc_stats().last_sweep_micros;
+        assert!(
+            last_micros > 0,
+            "a sweep that deleted a chunk took some time"
+        );
+        assert_eq!(
+            metric(&text, "chunkd_gc_last_sweep_duration_seconds", &[]),
+            last_micros as f64 / 1e6
+        );
     });
 }
 

@@ -54,6 +54,7 @@ fn a_fresh_node_exports_build_process_and_zeroed_series() {
             "chunkd_gc_swept_bytes_total 0",
             "chunkd_gc_expired_reads_total 0",
             "chunkd_gc_sweep_duration_seconds_count 0",
+            "chunkd_gc_last_sweep_duration_seconds 0",
             r#"chunkd_http_requests_total{route="manifest",method="PUT",status="201"} 0"#,
             r#"chunkd_http_requests_total{route="gc",method="POST",status="200"} 0"#,
         ] {
