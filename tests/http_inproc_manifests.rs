@@ -3,8 +3,9 @@
 //! HTTP/2; what malformed, oversized and unauthorised requests get; `/meta`'s references
 //! and state; `POST /v1/gc` once the grace period has passed (a manual GC clock, so no test
 //! sleeps); reads of expired chunks on every answer path (memory tier, flash, HEAD, 304,
-//! ranges) served, counted and saving the chunk; a node full of referenced chunks (507
-//! until the manifest goes); and the GC metrics.
+//! ranges) served, counted and saving the chunk, as a PUT of it does (with and without
+//! `Expect: 100-continue`); a node full of referenced chunks (507 until the manifest
+//! goes); and the GC metrics.
 //!
 //! Its own test binary, so the process-wide recorder holds this file's traffic only. The
 //! store's GC figures are recorded at each scrape from the scraping node's store, so
@@ -621,5 +622,46 @@ fn a_node_full_of_referenced_chunks_refuses_puts_until_the_manifest_goes() {
         let response = client.put(&next, &[]).await;
         assert_eq!(response.status, 201, "{}", response.text());
         assert!(client.get(&chunk_path(&id_of(&next)), &[]).await.body == next);
+    });
+}
+
+#[test]
+fn a_put_of_an_expired_chunk_cancels_its_deletion_with_or_without_100_continue() {
+    run(async {
+        let (node, clock) = gc_node(&[], 64);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(400, 40_000);
+        let id = client.put_new(&bytes).await;
+        let len = bytes.len().to_string();
+        let waits = [("Expect", "100-continue"), ("Content-Length", len.as_str())];
+        for expects_continue in [false, true] {
+            assert_eq!(
+                put_manifest(&mut client, "m", &[&id], &[]).await.status,
+                201
+            );
+            let deleted = client
+                .request("DELETE", &manifest_path("m"), &[], b"")
+                .await;
+            assert_eq!(deleted.status, 204);
+            assert_eq!(refs(&mut client, &id).await.1, "expired");
+            let again = if expects_continue {
+                // Answered from the catalog before the body is sent.
+                let mut raw = Raw::connect(&server);
+                raw.request("PUT", &chunk_path(&id), &waits, b"").await
+            } else {
+                client.put(&bytes, &[]).await
+            };
+            assert_eq!(again.status, 200, "100-continue: {expects_continue}");
+            let state = refs(&mut client, &id).await;
+            assert_eq!(
+                state,
+                (0, "unreferenced".into()),
+                "100-continue: {expects_continue}"
+            );
+        }
+        clock.advance(GRACE * 2);
+        assert_eq!(sweep(&mut client).await["swept_chunks"].as_u64(), Some(0));
+        assert!(client.get(&chunk_path(&id), &[]).await.body == bytes);
     });
 }

@@ -90,13 +90,18 @@ pub async fn put<E: Engine>(
 }
 
 /// The 200 for a chunk already stored (and not known lost: that one is received and
-/// stored again), or the store's failure; `None` to receive the body.
+/// stored again), or the store's failure; `None` to receive the body. The chunk is
+/// touched, as a PUT that stores it again would: a client putting an expired chunk is
+/// using it, so its deletion is cancelled (`store::refs`).
 fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
     match local.lookup(id) {
-        Ok(Some(_)) if !local.is_lost(id) => Some(json(
-            StatusCode::OK,
-            &serde_json::json!({ "id": id, "created": false }),
-        )),
+        Ok(Some(_)) if !local.is_lost(id) => {
+            local.touch(id);
+            Some(json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": id, "created": false }),
+            ))
+        }
         Ok(_) => None,
         Err(failure) => Some(store_error(failure)),
     }
