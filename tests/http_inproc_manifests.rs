@@ -30,10 +30,14 @@ const CLOCK_START_MS: u64 = 1_800_000_000_000;
 static SCRAPES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A ready node with devices of `device_mib` MiB and a manual GC clock, which sweeps only
-/// when asked (`--gc-interval=0`), so each test decides when sweeps happen.
+/// when asked (`--gc-interval=0`, unless `flags` set it), so each test decides when sweeps
+/// happen.
 fn gc_node(flags: &[&str], device_mib: u64) -> (TestNode, GcClock) {
     let clock = GcClock::manual(CLOCK_START_MS);
-    let mut all = vec!["--gc-interval=0", "--gc-grace=10m"];
+    let mut all = vec!["--gc-grace=10m"];
+    if !flags.iter().any(|f| f.starts_with("--gc-interval")) {
+        all.push("--gc-interval=0");
+    }
     all.extend_from_slice(flags);
     let node = TestNode::with_store(&all, device_mib, |config| {
         config.gc_clock = clock.clone();
@@ -663,5 +667,53 @@ fn a_put_of_an_expired_chunk_cancels_its_deletion_with_or_without_100_continue()
         clock.advance(GRACE * 2);
         assert_eq!(sweep(&mut client).await["swept_chunks"].as_u64(), Some(0));
         assert!(client.get(&chunk_path(&id), &[]).await.body == bytes);
+    });
+}
+
+#[test]
+fn settings_reach_the_store_gc_unreferenced_and_periodic_sweeps() {
+    run(async {
+        // --gc-unreferenced: a chunk no manifest ever named expires when stored.
+        let (node, clock) = gc_node(&["--gc-unreferenced"], 64);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let loose = client.put_new(&chunk_bytes(500, 30_000)).await;
+        assert_eq!(refs(&mut client, &loose).await.1, "expired");
+        clock.advance(GRACE + Duration::from_secs(1));
+        assert_eq!(sweep(&mut client).await["swept_chunks"].as_u64(), Some(1));
+        client.get(&chunk_path(&loose), &[]).await.assert_error(404);
+        drop(client);
+        drop(server);
+
+        // --gc-interval: the store sweeps by itself.
+        let (node, clock) = gc_node(&["--gc-interval=20ms"], 64);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let id = client.put_new(&chunk_bytes(501, 30_000)).await;
+        assert_eq!(
+            put_manifest(&mut client, "m", &[&id], &[]).await.status,
+            201
+        );
+        assert_eq!(
+            client
+                .request("DELETE", &manifest_path("m"), &[], b"")
+                .await
+                .status,
+            204
+        );
+        clock.advance(GRACE + Duration::from_secs(1));
+        let mut swept = false;
+        for _ in 0..500 {
+            if node.store().gc_stats().swept_chunks == 1 {
+                swept = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            swept,
+            "no periodic sweep deleted the expired chunk within 5 s"
+        );
+        client.get(&chunk_path(&id), &[]).await.assert_error(404);
     });
 }
