@@ -22,15 +22,21 @@ use super::auth::write_refusal;
 use super::body::Body;
 use super::budget::ConnShares;
 use super::context::CoreContext;
-use super::reply::{Reply, error, json, method_not_allowed, store_error};
+use super::reply::{Refusal, Reply, error, json, method_not_allowed, store_error};
 use super::target::open_store;
 use super::upload::{self, BodyLimits, Upload, busy_connection, declared_len};
 use crate::chunk::ChunkId;
 use crate::store::{Engine, ManifestName, ManifestPut, Store};
 
-/// Bytes one id takes in a JSON list: 64 hex digits, two quotes and a comma. Sizes the
-/// budget a listing holds while it is sent.
-const LISTED_ID_BYTES: u64 = ChunkId::HEX_LEN as u64 + 3;
+/// Bytes one id takes in a JSON list: 64 hex digits, two quotes and a comma. With
+/// [`ENVELOPE_BYTES`], sizes the budget a listing holds while it is sent.
+const LISTED_ID_BYTES: u64 = ChunkId::HEX_LEN as u64 + LISTED_ITEM_EXTRA_BYTES;
+
+/// Bytes around a listed item besides the item: two quotes and a comma.
+const LISTED_ITEM_EXTRA_BYTES: u64 = 3;
+
+/// Bytes of the object around a list, `{"manifests":[]}` and the newline at most.
+const ENVELOPE_BYTES: u64 = 17;
 
 /// `GET /v1/manifests`: the names of every manifest, sorted.
 pub async fn list<E: Engine>(
@@ -49,8 +55,11 @@ pub async fn list<E: Engine>(
         Ok(names) => names,
         Err(failure) => return store_error(failure).into(),
     };
-    let listed_bytes: u64 = names.iter().map(|n| n.as_str().len() as u64 + 3).sum();
-    let permit = context.reserve(shares, listed_bytes + 16).await;
+    let listed_bytes: u64 = names
+        .iter()
+        .map(|n| n.as_str().len() as u64 + LISTED_ITEM_EXTRA_BYTES)
+        .sum();
+    let permit = context.reserve(shares, listed_bytes + ENVELOPE_BYTES).await;
     let names: Vec<&str> = names.iter().map(ManifestName::as_str).collect();
     Reply {
         response: json(StatusCode::OK, &serde_json::json!({ "manifests": names })),
@@ -102,7 +111,10 @@ async fn get<E: Engine>(context: &CoreContext<E>, name: &str, shares: &ConnShare
         Err(failure) => return store_error(failure).into(),
     };
     let permit = context
-        .reserve(shares, chunks.len() as u64 * LISTED_ID_BYTES + 16)
+        .reserve(
+            shares,
+            chunks.len() as u64 * LISTED_ID_BYTES + ENVELOPE_BYTES,
+        )
         .await;
     Reply {
         response: json(StatusCode::OK, &Listing { chunks: &chunks }),
@@ -182,31 +194,13 @@ async fn put<E: Engine>(
     else {
         return upload.refuse_before(busy_connection(), body);
     };
-    let mut text = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let limits = BodyLimits::of(config);
-    let received = upload::read(&mut body, limits, |data| {
-        if text.len() as u64 + data.len() as u64 > max {
-            return Err(Box::new(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("manifest is over the {max}-byte limit"),
-            )));
-        }
-        text.extend_from_slice(&data);
-        Ok(())
-    })
-    .await;
-    if let Err(refusal) = received {
-        return upload.refuse_during(*refusal, body);
-    }
-    let chunks = match serde_json::from_slice::<ManifestBody>(&text) {
-        Ok(manifest) => manifest.chunks.0,
-        Err(reason) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid manifest: {reason}"),
-            )
-            .into();
-        }
+    let text = match receive(&mut body, declared, max, BodyLimits::of(config)).await {
+        Ok(text) => text,
+        Err(refusal) => return upload.refuse_during(*refusal, body),
+    };
+    let chunks = match parse(&text) {
+        Ok(chunks) => chunks,
+        Err(refusal) => return refusal.into(),
     };
     drop(text);
     let store = store.clone();
@@ -220,6 +214,40 @@ async fn put<E: Engine>(
         response,
         permit: Some(permit),
     }
+}
+
+/// Reads a manifest's body: at most `max` bytes (413 past them), within `limits`.
+async fn receive(
+    body: &mut Incoming,
+    declared: Option<u64>,
+    max: u64,
+    limits: BodyLimits,
+) -> Result<Vec<u8>, Refusal> {
+    let mut text = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    upload::read(body, limits, |data| {
+        if text.len() as u64 + data.len() as u64 > max {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("manifest is over the {max}-byte limit"),
+            )));
+        }
+        text.extend_from_slice(&data);
+        Ok(())
+    })
+    .await?;
+    Ok(text)
+}
+
+/// The ids of a manifest's body, or the 400 that says what is wrong with it.
+fn parse(text: &[u8]) -> Result<Vec<ChunkId>, Refusal> {
+    serde_json::from_slice::<ManifestBody>(text)
+        .map(|manifest| manifest.chunks.0)
+        .map_err(|reason| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid manifest: {reason}"),
+            ))
+        })
 }
 
 /// 201 (new) or 200 (replaced), with the counts and the ids the node lacks.
@@ -288,7 +316,8 @@ impl<'de> Visitor<'de> for IdsVisitor {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Vec<ChunkId>, String> {
+    /// The ids, or serde's message (which the 400 carries).
+    fn ids(text: &str) -> Result<Vec<ChunkId>, String> {
         serde_json::from_str::<ManifestBody>(text)
             .map(|m| m.chunks.0)
             .map_err(|e| e.to_string())
@@ -299,8 +328,8 @@ mod tests {
         let a = ChunkId::of(b"a");
         let b = ChunkId::of(b"b");
         let text = format!(r#"{{"chunks": ["{a}", "{b}", "{a}"]}}"#);
-        assert_eq!(parse(&text).unwrap(), [a, b, a], "order and repeats kept");
-        assert_eq!(parse(r#"{"chunks": []}"#).unwrap(), []);
+        assert_eq!(ids(&text).unwrap(), [a, b, a], "order and repeats kept");
+        assert_eq!(ids(r#"{"chunks": []}"#).unwrap(), []);
         let upper = a.to_string().to_uppercase();
         for (text, wanted) in [
             (
@@ -327,7 +356,7 @@ mod tests {
             ),
             (r#"{"chunks": []} x"#.to_owned(), "trailing characters"),
         ] {
-            let error = parse(&text).unwrap_err();
+            let error = ids(&text).unwrap_err();
             assert!(error.contains(wanted), "{text}: {error}");
         }
     }
