@@ -717,3 +717,28 @@ fn settings_reach_the_store_gc_unreferenced_and_periodic_sweeps() {
         client.get(&chunk_path(&id), &[]).await.assert_error(404);
     });
 }
+
+/// A manifest of a 10 GiB image's chunks (20,000 ids, 1.3 MB of JSON): a body of many
+/// frames, over the h2 flow-control window, and a listing as large coming back.
+#[test]
+fn a_large_manifest_round_trips_over_http1_and_h2() {
+    run(async {
+        let node = TestNode::start(&[]);
+        let server = node.server();
+        let ids: Vec<String> = (0..20_000u64).map(|n| id_of(&n.to_le_bytes())).collect();
+        let listed: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            let name = format!("large-{version:?}");
+            let put = put_manifest(&mut client, &name, &listed, &[]).await;
+            assert_eq!(put.status, 201, "{version:?}: {}", put.text());
+            let answer = put.json();
+            assert_eq!(answer["distinct"].as_u64(), Some(20_000));
+            assert_eq!(strings(&answer["missing"]), ids, "{version:?}");
+            let got = client.get(&manifest_path(&name), &[]).await;
+            assert_eq!(got.status, 200);
+            assert_eq!(strings(&got.json()["chunks"]), ids, "{version:?}");
+        }
+        assert_eq!(node.store().gc_stats().referenced_chunks, 20_000);
+    });
+}
