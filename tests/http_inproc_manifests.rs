@@ -742,3 +742,30 @@ fn a_large_manifest_round_trips_over_http1_and_h2() {
         assert_eq!(node.store().gc_stats().referenced_chunks, 20_000);
     });
 }
+
+#[test]
+fn a_swept_chunk_leaves_the_memory_tier_too() {
+    run(async {
+        let (node, clock) = gc_node(&["--memory-cache", "64M"], 64);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(600, 40_000);
+        let id = client.put_new(&bytes).await;
+        let memory = node.node.memory().expect("the memory tier is on");
+        assert!(memory.contains(&id.parse().unwrap()), "admitted on PUT");
+        assert_eq!(
+            put_manifest(&mut client, "m", &[&id], &[]).await.status,
+            201
+        );
+        let deleted = client
+            .request("DELETE", &manifest_path("m"), &[], b"")
+            .await;
+        assert_eq!(deleted.status, 204);
+        clock.advance(GRACE * 2);
+        assert_eq!(sweep(&mut client).await["swept_chunks"].as_u64(), Some(1));
+        assert!(!memory.contains(&id.parse().unwrap()));
+        client.get(&chunk_path(&id), &[]).await.assert_error(404);
+        let meta = client.get(&format!("{}/meta", chunk_path(&id)), &[]).await;
+        meta.assert_error(404);
+    });
+}
