@@ -28,8 +28,8 @@ pub async fn meta<E: Engine>(
         .memory()
         .and_then(|m| m.peek_len(&id))
         .map(|len| len as u64);
-    // Asked before the shards are read, and answered from the catalog only: looking at a
-    // chunk's state is not a read of it, so it cancels no expiry.
+    // Asked before the shards are read, and answered from the catalog and the index:
+    // looking at a chunk's state is not a read of it, so it cancels no expiry.
     let store = match open_store(context) {
         Ok(store) => store,
         Err(refusal) => return *refusal,
