@@ -1,0 +1,811 @@
+//! The model test of manifests, reference counts and GC (issue 13): seeded random
+//! interleavings of manifest puts (new and replacing), manifest deletes, chunk puts, whole
+//! reads and deletes, sweeps, GC-clock advances and restarts, on a store small enough that
+//! PUTs evict, each step checked against an in-memory model of what the store must hold.
+//!
+//! The model knows the manifests, and for each chunk of a pool of [`POOL`] whether it is
+//! stored and whether (and since when) it is expired. What it cannot predict is which
+//! unreferenced chunks eviction takes: after every step it asks the store which pool
+//! chunks are still there and lets an unreferenced one go (forgetting its expiry), but
+//! only in a step that may evict — a PUT, when the background evictor is off. A chunk a
+//! live manifest names and that was stored going missing, at any step, is the failure
+//! this test exists for.
+//!
+//! Checked after every step: which chunks are stored; `chunk_refs` of every pool chunk
+//! (the count, or the expiry time, or unreferenced); `manifest()` of every name and
+//! `manifest_names()`; and `gc_stats()`. Checked at the step: each manifest put's answer
+//! (`created`, `chunks`, `distinct`, `missing` in order), each chunk put's outcome, each
+//! read's bytes, each delete's answer, each sweep's report, and that a 507 comes only when
+//! everything left in the store is referenced.
+//!
+//! A failure names the seed and step and prints the steps that led to it. To replay one
+//! seed with every step printed:
+//! `CHUNKD_MODEL_SEED=0x… cargo test --test store_refs_model -- --nocapture`.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::Path;
+use std::time::Duration;
+
+use chunkd::chunk::ChunkId;
+use chunkd::erasure::Scheme;
+use chunkd::store::device::sim::SimEngine;
+use chunkd::store::{
+    GcClock, GcStats, LocalStore, PutOutcome, RefState, Store, StoreConfig, StoreError,
+};
+use common::refs::{distinct_chunk, first_occurrences, name, put_bytes, reads_back};
+use common::{Rng, config, run};
+
+/// Chunks the steps choose from.
+const POOL: usize = 40;
+/// Pool chunks `0..PUTTABLE` may be put; the rest are only ever named by manifests, so
+/// they are always missing.
+const PUTTABLE: usize = 36;
+/// Longest pool chunk: with [`DEVICE_MIB`] the store holds about half the pool.
+const CHUNK_LEN_MAX: u64 = 640 << 10;
+const DEVICE_MIB: u64 = 3;
+const NAMES: [&str; 4] = ["alpha", "beta.v2", "gamma_3", "delta-4"];
+/// Longest manifest a step puts (repeats included).
+const MANIFEST_LEN_MAX: u64 = 24;
+const GRACE: Duration = Duration::from_secs(10);
+const GRACE_MS: u64 = GRACE.as_millis() as u64;
+/// The manual GC clock starts at a realistic time (2023-11-14), not at zero.
+const CLOCK_START_MS: u64 = 1_700_000_000_000;
+/// Replays one seed, printing every step.
+const ENV_SEED: &str = "CHUNKD_MODEL_SEED";
+/// Steps of the failure report: the last ones before the failing step.
+const TRACE_SHOWN: usize = 40;
+
+/// Who may evict, and so when the model must accept an unreferenced chunk's absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Eviction {
+    /// Only a PUT that finds no room (watermarks at zero: the evictor never starts). Every
+    /// other step is exact: nothing changes in the store but what the step does.
+    InPutsOnly,
+    /// The background evictor too, at any moment (default watermarks): checks that read
+    /// the store twice retry when an eviction fell between the reads.
+    Anytime,
+}
+
+/// One step.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Manifest `NAMES[name]` listing these pool chunks, in order.
+    PutManifest {
+        name: usize,
+        chunks: Vec<usize>,
+    },
+    DeleteManifest {
+        name: usize,
+    },
+    PutChunk(usize),
+    ReadChunk(usize),
+    /// An operator's removal of a chunk (`LocalStore::delete`).
+    DeleteChunk(usize),
+    Sweep,
+    Advance(Duration),
+    Restart,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::PutManifest { name, chunks } => {
+                write!(f, "put manifest {} = {chunks:?}", NAMES[*name])
+            }
+            Op::DeleteManifest { name } => write!(f, "delete manifest {}", NAMES[*name]),
+            Op::PutChunk(i) => write!(f, "put chunk {i}"),
+            Op::ReadChunk(i) => write!(f, "read chunk {i}"),
+            Op::DeleteChunk(i) => write!(f, "delete chunk {i}"),
+            Op::Sweep => write!(f, "sweep"),
+            Op::Advance(by) => write!(f, "advance the clock {}s", by.as_secs()),
+            Op::Restart => write!(f, "restart"),
+        }
+    }
+}
+
+/// Counters `gc_stats` keeps since the store was opened.
+#[derive(Clone, Copy, Debug, Default)]
+struct Session {
+    expired_reads: u64,
+    sweeps: u64,
+    swept_chunks: u64,
+    swept_bytes: u64,
+}
+
+/// What the store must hold.
+struct Model {
+    pool: Vec<(ChunkId, Vec<u8>)>,
+    /// Live manifests by name index, as pool indexes in order.
+    manifests: BTreeMap<usize, Vec<usize>>,
+    stored: Vec<bool>,
+    /// When each chunk's count fell to zero, while it waits for a sweep.
+    expired: Vec<Option<u64>>,
+    now_ms: u64,
+    session: Session,
+}
+
+/// What one seed's run went through, summed over seeds to show the test reached every
+/// path it means to check.
+#[derive(Clone, Copy, Debug, Default)]
+struct Coverage {
+    steps: u64,
+    restarts: u64,
+    /// Chunks the model saw evicted.
+    evicted: u64,
+    no_space: u64,
+    swept: u64,
+    /// Reads of expired chunks (each cancelled a deletion).
+    expired_reads: u64,
+    /// Manifest puts that replaced one, and that named missing chunks.
+    replaced: u64,
+    missing: u64,
+    /// Stored, referenced chunks seen at a check: pinned ones eviction had to skip.
+    pinned: u64,
+}
+
+impl Coverage {
+    fn add(&mut self, other: Coverage) {
+        self.steps += other.steps;
+        self.restarts += other.restarts;
+        self.evicted += other.evicted;
+        self.no_space += other.no_space;
+        self.swept += other.swept;
+        self.expired_reads += other.expired_reads;
+        self.replaced += other.replaced;
+        self.missing += other.missing;
+        self.pinned += other.pinned;
+    }
+}
+
+impl Model {
+    fn new(seed: u64) -> Model {
+        let mut rng = Rng::new(seed ^ 0x9001);
+        let pool = (0..POOL as u64)
+            .map(|n| {
+                // Mostly large chunks (eviction pressure), some small and odd-sized ones.
+                let len = match rng.below(4) {
+                    0 => 1 + rng.below(64 << 10),
+                    _ => (64 << 10) + rng.below(CHUNK_LEN_MAX - (64 << 10)),
+                };
+                distinct_chunk(seed, n, len as usize)
+            })
+            .collect();
+        Model {
+            pool,
+            manifests: BTreeMap::new(),
+            stored: vec![false; POOL],
+            expired: vec![None; POOL],
+            now_ms: CLOCK_START_MS,
+            session: Session::default(),
+        }
+    }
+
+    fn len(&self, i: usize) -> u64 {
+        self.pool[i].1.len() as u64
+    }
+
+    /// The reference count of every pool chunk: one per live manifest naming it.
+    fn refs(&self) -> Vec<u32> {
+        let mut refs = vec![0; POOL];
+        for chunks in self.manifests.values() {
+            for i in first_occurrences(chunks) {
+                refs[i] += 1;
+            }
+        }
+        refs
+    }
+
+    /// Puts (`Some`) or deletes (`None`) manifest `name`: a count rising from zero cancels
+    /// an expiry; one falling to zero expires the chunk now if it is stored.
+    fn set_manifest(&mut self, name: usize, chunks: Option<Vec<usize>>) {
+        let before = self.refs();
+        match chunks {
+            Some(chunks) => self.manifests.insert(name, chunks),
+            None => self.manifests.remove(&name),
+        };
+        let after = self.refs();
+        for i in 0..POOL {
+            if before[i] == 0 && after[i] > 0 {
+                self.expired[i] = None;
+            } else if before[i] > 0 && after[i] == 0 {
+                self.expired[i] = self.stored[i].then_some(self.now_ms);
+            }
+        }
+    }
+
+    /// The chunk is gone (evicted, deleted, swept): its expiry goes with it.
+    fn forget(&mut self, i: usize) {
+        self.stored[i] = false;
+        self.expired[i] = None;
+    }
+
+    fn ref_state(&self, i: usize, refs: &[u32]) -> RefState {
+        match (refs[i], self.expired[i]) {
+            (0, Some(since_ms)) => RefState::Expired { since_ms },
+            (0, None) => RefState::Unreferenced,
+            (refs, _) => RefState::Referenced { refs },
+        }
+    }
+
+    /// Expired chunks a sweep now must delete.
+    fn due(&self) -> Vec<usize> {
+        (0..POOL)
+            .filter(|&i| {
+                self.stored[i] && self.expired[i].is_some_and(|t| self.now_ms - t >= GRACE_MS)
+            })
+            .collect()
+    }
+
+    /// What `gc_stats` must say.
+    fn gc_stats(&self, store: &Store<SimEngine>) -> GcStats {
+        let refs = self.refs();
+        let referenced_stored: Vec<usize> = (0..POOL)
+            .filter(|&i| refs[i] > 0 && self.stored[i])
+            .collect();
+        let expired: Vec<usize> = (0..POOL)
+            .filter(|&i| self.stored[i] && self.expired[i].is_some())
+            .collect();
+        let bytes = |chunks: &[usize]| chunks.iter().map(|&i| self.len(i)).sum::<u64>();
+        let pinned = store.config().pin_referenced;
+        GcStats {
+            manifests: self.manifests.len() as u64,
+            referenced_chunks: refs.iter().filter(|&&r| r > 0).count() as u64,
+            referenced_stored_chunks: referenced_stored.len() as u64,
+            referenced_stored_bytes: bytes(&referenced_stored),
+            pinned_chunks: if pinned {
+                referenced_stored.len() as u64
+            } else {
+                0
+            },
+            pinned_bytes: if pinned { bytes(&referenced_stored) } else { 0 },
+            expired_chunks: expired.len() as u64,
+            expired_bytes: bytes(&expired),
+            expired_reads: self.session.expired_reads,
+            sweeps: self.session.sweeps,
+            swept_chunks: self.session.swept_chunks,
+            swept_bytes: self.session.swept_bytes,
+        }
+    }
+}
+
+/// Draws the next step.
+fn next_op(rng: &mut Rng, model: &Model) -> Op {
+    match rng.below(100) {
+        0..20 => {
+            let name = rng.below(NAMES.len() as u64) as usize;
+            let chunks = match model.manifests.get(&name) {
+                // Half the replacements keep most of the old list, as a re-pushed image does.
+                Some(old) if rng.below(2) == 0 => {
+                    let mut chunks: Vec<usize> =
+                        old.iter().copied().filter(|_| rng.below(4) != 0).collect();
+                    for _ in 0..rng.below(5) {
+                        let at = rng.below(chunks.len() as u64 + 1) as usize;
+                        chunks.insert(at, rng.below(POOL as u64) as usize);
+                    }
+                    chunks
+                }
+                _ => {
+                    let mut chunks: Vec<usize> = Vec::new();
+                    for _ in 0..rng.below(MANIFEST_LEN_MAX + 1) {
+                        let repeat = !chunks.is_empty() && rng.below(5) == 0;
+                        chunks.push(if repeat {
+                            chunks[rng.below(chunks.len() as u64) as usize]
+                        } else {
+                            rng.below(POOL as u64) as usize
+                        });
+                    }
+                    chunks
+                }
+            };
+            Op::PutManifest { name, chunks }
+        }
+        20..27 => Op::DeleteManifest {
+            name: rng.below(NAMES.len() as u64) as usize,
+        },
+        27..52 => Op::PutChunk(rng.below(PUTTABLE as u64) as usize),
+        52..66 => Op::ReadChunk(rng.below(POOL as u64) as usize),
+        66..70 => Op::DeleteChunk(rng.below(POOL as u64) as usize),
+        70..79 => Op::Sweep,
+        79..97 => Op::Advance(Duration::from_secs(1 + rng.below(15))),
+        _ => Op::Restart,
+    }
+}
+
+fn store_config(dir: &Path, eviction: Eviction, clock: &GcClock) -> StoreConfig {
+    let mut cfg = config(dir, DEVICE_MIB, Scheme::DEFAULT);
+    cfg.gc_grace = GRACE;
+    // Sweeps happen only as steps, so the model knows when.
+    cfg.gc_interval = Duration::ZERO;
+    cfg.gc_unreferenced = false;
+    cfg.pin_referenced = true;
+    cfg.gc_clock = clock.clone();
+    if eviction == Eviction::InPutsOnly {
+        cfg.evict_low_watermark_percent = 0;
+        cfg.evict_high_watermark_percent = 0;
+    }
+    cfg
+}
+
+/// One step's context for failure messages.
+struct Step<'a> {
+    seed: u64,
+    number: u64,
+    op: &'a Op,
+    eviction: Eviction,
+}
+
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {:#x} ({:?}), step {}: {}",
+            self.seed, self.eviction, self.number, self.op
+        )
+    }
+}
+
+/// Runs `op` and checks its answer against the model, which it then updates.
+async fn apply(
+    store: &Store<SimEngine>,
+    local: &LocalStore<SimEngine>,
+    model: &mut Model,
+    clock: &GcClock,
+    step: &Step<'_>,
+    coverage: &mut Coverage,
+) {
+    let anytime = step.eviction == Eviction::Anytime;
+    let refs = model.refs();
+    match step.op {
+        Op::PutManifest { name: n, chunks } => {
+            let ids: Vec<ChunkId> = chunks.iter().map(|&i| model.pool[i].0).collect();
+            let answer = store
+                .put_manifest(&name(NAMES[*n]), ids)
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            let distinct = first_occurrences(chunks);
+            assert_eq!(
+                answer.created,
+                !model.manifests.contains_key(n),
+                "{step}: created"
+            );
+            assert_eq!(answer.chunks, chunks.len(), "{step}: chunks");
+            assert_eq!(answer.distinct, distinct.len(), "{step}: distinct");
+            let missing: Vec<usize> = answer
+                .missing
+                .iter()
+                .map(|id| {
+                    distinct
+                        .iter()
+                        .copied()
+                        .find(|&i| model.pool[i].0 == *id)
+                        .unwrap_or_else(|| panic!("{step}: missing {id} is not in the manifest"))
+                })
+                .collect();
+            let expected: Vec<usize> = distinct
+                .iter()
+                .copied()
+                .filter(|&i| !model.stored[i])
+                .collect();
+            if anytime {
+                // The evictor may have taken unreferenced chunks since the last check; the
+                // rest of the answer must be exact, in the manifest's order.
+                let in_order: Vec<usize> = distinct
+                    .iter()
+                    .copied()
+                    .filter(|i| missing.contains(i))
+                    .collect();
+                assert_eq!(
+                    missing, in_order,
+                    "{step}: missing, in first-occurrence order"
+                );
+                for &i in &expected {
+                    assert!(missing.contains(&i), "{step}: chunk {i} is not stored");
+                }
+                for &i in &missing {
+                    if model.stored[i] {
+                        assert_eq!(refs[i], 0, "{step}: referenced chunk {i} said missing");
+                        model.forget(i);
+                        coverage.evicted += 1;
+                    }
+                }
+            } else {
+                assert_eq!(missing, expected, "{step}: missing");
+            }
+            coverage.replaced += u64::from(!answer.created);
+            coverage.missing += u64::from(!missing.is_empty());
+            model.set_manifest(*n, Some(chunks.clone()));
+        }
+        Op::DeleteManifest { name: n } => {
+            let existed = store
+                .delete_manifest(&name(NAMES[*n]))
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            assert_eq!(existed, model.manifests.contains_key(n), "{step}: existed");
+            model.set_manifest(*n, None);
+        }
+        Op::PutChunk(i) => {
+            let i = *i;
+            match put_bytes(local, &model.pool[i].1).await {
+                Ok(PutOutcome::Created) => {
+                    if model.stored[i] {
+                        assert!(
+                            anytime && refs[i] == 0,
+                            "{step}: created, but it was stored ({} refs)",
+                            refs[i]
+                        );
+                        coverage.evicted += 1;
+                    }
+                }
+                Ok(PutOutcome::AlreadyPresent) => {
+                    assert!(
+                        model.stored[i],
+                        "{step}: already present, but it was not stored"
+                    );
+                }
+                Err(StoreError::NoSpace { .. }) if !model.stored[i] || anytime => {
+                    coverage.no_space += 1;
+                    if model.stored[i] {
+                        model.forget(i);
+                    }
+                    assert_only_referenced_left(local, model, step);
+                    return;
+                }
+                Err(e) => panic!("{step}: {e}"),
+            }
+            // Stored now; a PUT of an expired chunk cancels its expiry.
+            model.stored[i] = true;
+            model.expired[i] = None;
+        }
+        Op::ReadChunk(i) => {
+            let (id, bytes) = &model.pool[*i];
+            match reads_back(local, id, bytes).await {
+                Ok(exact) => {
+                    assert!(exact, "{step}: read back other bytes");
+                    assert!(model.stored[*i], "{step}: read a chunk that is not stored");
+                    if model.expired[*i].take().is_some() {
+                        model.session.expired_reads += 1;
+                        coverage.expired_reads += 1;
+                    }
+                }
+                Err(StoreError::NotFound) => {
+                    assert!(
+                        !model.stored[*i] || (anytime && refs[*i] == 0),
+                        "{step}: not found, but it is stored ({} refs)",
+                        refs[*i]
+                    );
+                    model.forget(*i);
+                }
+                Err(e) => panic!("{step}: {e}"),
+            }
+        }
+        Op::DeleteChunk(i) => {
+            let existed = local
+                .delete(&model.pool[*i].0)
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            if existed || !anytime || refs[*i] > 0 {
+                assert_eq!(existed, model.stored[*i], "{step}: existed");
+            }
+            model.forget(*i);
+        }
+        Op::Sweep => {
+            let due = model.due();
+            let remaining = (0..POOL)
+                .filter(|&i| model.stored[i] && model.expired[i].is_some())
+                .count() as u64
+                - due.len() as u64;
+            let evicted_before = evicted(store);
+            let report = store
+                .sweep()
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            let due_bytes: u64 = due.iter().map(|&i| model.len(i)).sum();
+            if !anytime || evicted(store) == evicted_before {
+                assert_eq!(report.swept_chunks, due.len() as u64, "{step}: {report:?}");
+                assert_eq!(report.swept_bytes, due_bytes, "{step}: {report:?}");
+                assert_eq!(report.expired_remaining, remaining, "{step}: {report:?}");
+            } else {
+                assert!(
+                    report.swept_chunks <= due.len() as u64,
+                    "{step}: {report:?}"
+                );
+                assert!(report.swept_bytes <= due_bytes, "{step}: {report:?}");
+                assert!(report.expired_remaining <= remaining, "{step}: {report:?}");
+            }
+            for i in due {
+                model.forget(i);
+            }
+            model.session.sweeps += 1;
+            model.session.swept_chunks += report.swept_chunks;
+            model.session.swept_bytes += report.swept_bytes;
+            coverage.swept += report.swept_chunks;
+        }
+        Op::Advance(by) => {
+            clock.advance(*by);
+            model.now_ms += by.as_millis() as u64;
+        }
+        Op::Restart => unreachable!("the caller restarts"),
+    }
+}
+
+/// Chunks the store has evicted since it opened.
+fn evicted(store: &Store<SimEngine>) -> u64 {
+    let flash = store.flash_stats();
+    flash.evicted_put + flash.evicted_watermark
+}
+
+/// After a 507: the PUT evicted all it could, so every chunk still stored is one eviction
+/// may not take — referenced (pinned). (The store has one group: see [`run_seed`].)
+fn assert_only_referenced_left(local: &LocalStore<SimEngine>, model: &Model, step: &Step<'_>) {
+    for (i, refs) in model.refs().into_iter().enumerate() {
+        let stored = local.lookup(&model.pool[i].0).unwrap().is_some();
+        assert!(
+            !stored || refs > 0 || !model.stored[i],
+            "{step}: 507, yet unreferenced chunk {i} ({} bytes) is still stored",
+            model.len(i)
+        );
+    }
+}
+
+/// Brings the model up to date with evictions (asking the store which chunks it holds) and
+/// fails when anything else changed: a referenced chunk gone, an unreferenced one gone in
+/// a step that cannot evict, a chunk stored that the model says is not.
+fn sync(
+    local: &LocalStore<SimEngine>,
+    model: &mut Model,
+    may_evict: bool,
+    step: &Step<'_>,
+    coverage: &mut Coverage,
+) {
+    for (i, refs) in model.refs().into_iter().enumerate() {
+        let stored = local.lookup(&model.pool[i].0).unwrap().is_some();
+        if model.stored[i] && !stored {
+            assert!(
+                refs == 0,
+                "{step}: chunk {i}, named by {refs} live manifests and stored, is gone"
+            );
+            assert!(
+                may_evict,
+                "{step}: unreferenced chunk {i} is gone, in a step that cannot evict (expired: {:?})",
+                model.expired[i]
+            );
+            model.forget(i);
+            coverage.evicted += 1;
+        }
+        assert!(
+            !stored || model.stored[i],
+            "{step}: chunk {i} is stored, but the model says it is not"
+        );
+        coverage.pinned += u64::from(stored && refs > 0);
+    }
+}
+
+/// Compares what the store reports with the model: reference states, manifests, stats.
+fn compare(store: &Store<SimEngine>, model: &Model) -> Result<(), String> {
+    let refs = model.refs();
+    for i in 0..POOL {
+        let state = store
+            .chunk_refs(&model.pool[i].0)
+            .map_err(|e| format!("chunk_refs of chunk {i}: {e}"))?;
+        let expected = model.ref_state(i, &refs);
+        if state != expected {
+            return Err(format!(
+                "chunk {i} (stored: {}): chunk_refs is {state:?}, the model says {expected:?}",
+                model.stored[i]
+            ));
+        }
+    }
+    let names = store.manifest_names().map_err(|e| e.to_string())?;
+    let expected: Vec<_> = model.manifests.keys().map(|&n| name(NAMES[n])).collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    if names != expected_sorted {
+        return Err(format!(
+            "manifest_names() is {names:?}, the model has {expected_sorted:?}"
+        ));
+    }
+    for (n, text) in NAMES.iter().enumerate() {
+        let stored = store.manifest(&name(text)).map_err(|e| e.to_string())?;
+        let expected = model
+            .manifests
+            .get(&n)
+            .map(|chunks| chunks.iter().map(|&i| model.pool[i].0).collect::<Vec<_>>());
+        if stored != expected {
+            return Err(format!(
+                "manifest {text}: the store has {:?} ids, the model {:?}",
+                stored.map(|s| s.len()),
+                expected.map(|e| e.len())
+            ));
+        }
+    }
+    let stats = store.gc_stats();
+    let expected = model.gc_stats(store);
+    if stats != expected {
+        return Err(format!(
+            "gc_stats is\n  {stats:?}\nthe model says\n  {expected:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The check after every step: sync with evictions, then compare. With the background
+/// evictor on, an eviction may fall between reading a chunk's presence and its state or
+/// the stats; a mismatch is then read again after a short wait (bounded).
+fn check(
+    store: &Store<SimEngine>,
+    local: &LocalStore<SimEngine>,
+    model: &mut Model,
+    may_evict: bool,
+    step: &Step<'_>,
+    coverage: &mut Coverage,
+) {
+    const TRIES: usize = 50;
+    for attempt in 1.. {
+        let before = evicted(store);
+        sync(local, model, may_evict, step, coverage);
+        match compare(store, model) {
+            Ok(()) => return,
+            Err(e) if step.eviction == Eviction::Anytime && attempt < TRIES => {
+                if evicted(store) == before {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let _ = e;
+            }
+            Err(e) => panic!("{step}: {e}"),
+        }
+    }
+}
+
+/// After a restart: the store lists exactly the chunks the model holds (when nothing
+/// evicts behind its back) and every referenced stored chunk reads back byte for byte.
+/// (Reads of referenced chunks change no expiry.)
+async fn check_reopened(
+    store: &Store<SimEngine>,
+    local: &LocalStore<SimEngine>,
+    model: &Model,
+    step: &Step<'_>,
+) {
+    let refs = model.refs();
+    if step.eviction == Eviction::InPutsOnly {
+        let listed = store.list(None, usize::MAX).unwrap().len();
+        let expected = model.stored.iter().filter(|&&s| s).count();
+        assert_eq!(listed, expected, "{step}: chunks listed after the restart");
+    }
+    for i in (0..POOL).filter(|&i| refs[i] > 0 && model.stored[i]) {
+        let (id, bytes) = &model.pool[i];
+        match reads_back(local, id, bytes).await {
+            Ok(true) => {}
+            Ok(false) => panic!("{step}: referenced chunk {i} reads back other bytes"),
+            Err(e) => panic!("{step}: referenced chunk {i} after the restart: {e}"),
+        }
+    }
+}
+
+/// Runs one seed: `steps` steps, restarting the store whenever a step says so.
+fn run_seed(
+    seed: u64,
+    steps: u64,
+    eviction: Eviction,
+    trace: &RefCell<Vec<String>>,
+    verbose: bool,
+) -> Coverage {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(seed);
+    let clock = GcClock::manual(CLOCK_START_MS);
+    let cfg = store_config(dir.path(), eviction, &clock);
+    let mut model = Model::new(seed);
+    let mut rng = Rng::new(seed);
+    let mut coverage = Coverage::default();
+    let mut number = 0;
+    let restart = Op::Restart;
+    while number < steps {
+        let step = Step {
+            seed,
+            number,
+            op: &restart,
+            eviction,
+        };
+        let (store, _) =
+            Store::open(cfg.clone(), &engine).unwrap_or_else(|e| panic!("{step}: {e}"));
+        // One group: a 507 then means nothing in the whole store could be evicted.
+        assert_eq!(store.geometry().groups(), 1);
+        model.session = Session::default();
+        run(async {
+            let local = store.local().unwrap();
+            let anytime = eviction == Eviction::Anytime;
+            check(&store, &local, &mut model, anytime, &step, &mut coverage);
+            check_reopened(&store, &local, &model, &step).await;
+            while number < steps {
+                let op = next_op(&mut rng, &model);
+                let line = format!("step {number}: {op}");
+                if verbose {
+                    eprintln!("{line}");
+                }
+                trace.borrow_mut().push(line);
+                number += 1;
+                coverage.steps += 1;
+                if let Op::Restart = op {
+                    coverage.restarts += 1;
+                    return;
+                }
+                let step = Step {
+                    seed,
+                    number: number - 1,
+                    op: &op,
+                    eviction,
+                };
+                apply(&store, &local, &mut model, &clock, &step, &mut coverage).await;
+                let may_evict = eviction == Eviction::Anytime || matches!(op, Op::PutChunk(_));
+                check(&store, &local, &mut model, may_evict, &step, &mut coverage);
+            }
+        });
+    }
+    coverage
+}
+
+/// Runs `seeds` (or only the seed in `CHUNKD_MODEL_SEED`, printing each step), each for
+/// `steps` steps; a failure prints its seed and the steps that led to it.
+fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, eviction: Eviction) -> Coverage {
+    let only = std::env::var(ENV_SEED).ok().map(|text| {
+        let text = text.trim_start_matches("0x");
+        u64::from_str_radix(text, 16).unwrap_or_else(|e| panic!("{ENV_SEED}={text}: {e}"))
+    });
+    let seeds: Vec<u64> = match only {
+        Some(seed) => vec![seed],
+        None => seeds.map(|n| 0x4ef5_0000 + n).collect(),
+    };
+    let mut total = Coverage::default();
+    for seed in seeds {
+        let trace = RefCell::new(Vec::new());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            run_seed(seed, steps, eviction, &trace, only.is_some())
+        }));
+        match outcome {
+            Ok(coverage) => total.add(coverage),
+            Err(panic) => {
+                let trace = trace.into_inner();
+                let shown = trace.len().saturating_sub(TRACE_SHOWN);
+                eprintln!(
+                    "seed {seed:#x} ({eviction:?}) failed at step {}; the steps before it:\n  {}\n\
+                     replay: {ENV_SEED}={seed:#x} cargo test --test store_refs_model -- --nocapture",
+                    trace.len().saturating_sub(1),
+                    trace[shown..].join("\n  ")
+                );
+                resume_unwind(panic);
+            }
+        }
+    }
+    eprintln!("{eviction:?}: {total:?}");
+    total
+}
+
+/// The main model test: eviction only in PUTs, so every other step must change exactly
+/// what it says, and the model's expectations are exact.
+#[test]
+fn manifests_counts_and_sweeps_follow_the_model_with_put_eviction() {
+    let total = run_seeds(0..40, 250, Eviction::InPutsOnly);
+    if std::env::var(ENV_SEED).is_err() {
+        // The run reached every path it checks.
+        assert!(total.restarts >= 40, "{total:?}");
+        assert!(total.evicted > 100 && total.pinned > 1000, "{total:?}");
+        assert!(total.swept > 50 && total.expired_reads > 10, "{total:?}");
+        assert!(total.replaced > 100 && total.missing > 100, "{total:?}");
+        assert!(total.no_space > 0, "{total:?}");
+    }
+}
+
+/// The same with the background evictor at work: a referenced chunk is never evicted,
+/// whenever the evictor runs.
+#[test]
+fn manifests_counts_and_sweeps_follow_the_model_with_the_background_evictor() {
+    let total = run_seeds(100..112, 250, Eviction::Anytime);
+    if std::env::var(ENV_SEED).is_err() {
+        assert!(total.evicted > 20 && total.pinned > 500, "{total:?}");
+        assert!(total.swept > 10, "{total:?}");
+    }
+}

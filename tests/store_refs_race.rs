@@ -1,0 +1,326 @@
+//! Races of manifests against the two ways a chunk leaves the store (issue 13), on several
+//! threads at once, each a core with its own runtime:
+//!
+//! - *a manifest put racing sweeps of the same chunks:* chunks expired past their grace;
+//!   one thread puts manifests naming them (1–4 each, overlapping) while two others sweep.
+//!   Whatever the interleaving, a chunk a put did not answer missing is stored and reads
+//!   back byte-exact afterwards; one it answered missing (the sweep won) is not stored,
+//!   and counts one reference either way. Batches larger than one sweep transaction are
+//!   included, so a manifest can land between two transactions of one sweep.
+//! - *eviction racing a manifest that pins a chunk:* a small store under PUT pressure from
+//!   three threads, while a fourth puts a chunk and, after a varying number of other PUTs,
+//!   a manifest naming it: a chunk the manifest did not answer missing is never evicted
+//!   afterwards.
+//!
+//! Every choice is seeded; the interleavings are the threads' own, so a failure names the
+//! iteration and the chunk.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chunkd::chunk::ChunkId;
+use chunkd::erasure::Scheme;
+use chunkd::store::device::sim::SimEngine;
+use chunkd::store::{GcClock, LocalStore, RefState, Store, StoreError};
+use common::refs::{distinct_chunk, name, put_bytes, reads_back};
+use common::{Rng, config, run};
+
+const SEED: u64 = 0x4ace_0013;
+const GRACE: Duration = Duration::from_secs(10);
+/// How long a thread waits for another before the test fails.
+const LIMIT: Duration = Duration::from_secs(60);
+/// Sweeper threads in the sweep race.
+const SWEEPERS: usize = 2;
+
+/// Chunk `n` of the sweep race: small (1 byte to 16 KiB), so a batch of thousands is quick.
+fn sweep_chunk(n: u64) -> (ChunkId, Vec<u8>) {
+    let len = 1 + Rng::new(SEED ^ n).below(16 << 10);
+    distinct_chunk(SEED, n, len as usize)
+}
+
+/// One iteration of the sweep race with `batch` chunks: put them, name them in a manifest
+/// and delete it (they expire), pass the grace, then race manifest puts against sweeps.
+/// Returns how many chunks the manifests won and how many the sweeps won.
+fn sweep_race_iteration(
+    store: &Store<SimEngine>,
+    clock: &GcClock,
+    iteration: u64,
+    batch: u64,
+) -> (u64, u64) {
+    let first = iteration << 20;
+    let chunks: Vec<(ChunkId, Vec<u8>)> = (first..first + batch).map(sweep_chunk).collect();
+    let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+    let hold = name(&format!("hold-{iteration}"));
+    run(async {
+        use futures_util::StreamExt;
+        let local = store.local().unwrap();
+        futures_util::stream::iter(&chunks)
+            .for_each_concurrent(16, |(_, bytes)| {
+                let local = &local;
+                async move {
+                    put_bytes(local, bytes).await.unwrap();
+                }
+            })
+            .await;
+        let put = store.put_manifest(&hold, ids.clone()).await.unwrap();
+        assert!(put.missing.is_empty(), "iteration {iteration}: {put:?}");
+        assert!(store.delete_manifest(&hold).await.unwrap());
+    });
+    for (n, id) in ids.iter().enumerate() {
+        assert!(
+            matches!(store.chunk_refs(id).unwrap(), RefState::Expired { .. }),
+            "iteration {iteration}: chunk {n} expired"
+        );
+    }
+    clock.advance(GRACE + Duration::from_secs(1));
+
+    // Manifests of 1–4 chunks of the batch, in a seeded order: each chunk in at least one.
+    let mut rng = Rng::new(SEED ^ iteration);
+    let mut order: Vec<usize> = (0..batch as usize).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let lists: Vec<Vec<usize>> = order
+        .chunks(2)
+        .map(|pair| {
+            let mut list = pair.to_vec();
+            for _ in 0..rng.below(3) {
+                list.push(rng.below(batch) as usize);
+            }
+            list
+        })
+        .collect();
+
+    let start = Barrier::new(1 + SWEEPERS);
+    let done = AtomicBool::new(false);
+    let answers = std::thread::scope(|scope| {
+        for _ in 0..SWEEPERS {
+            scope.spawn(|| {
+                run(async {
+                    start.wait();
+                    let started = Instant::now();
+                    while !done.load(Ordering::Acquire) {
+                        assert!(started.elapsed() < LIMIT, "the manifest thread finished");
+                        store.sweep().await.unwrap();
+                    }
+                })
+            });
+        }
+        let putter = scope.spawn(|| {
+            run(async {
+                start.wait();
+                let mut answers = Vec::new();
+                for (m, list) in lists.iter().enumerate() {
+                    let named = list.iter().map(|&i| ids[i]).collect();
+                    let put = store
+                        .put_manifest(&name(&format!("race-{iteration}-{m}")), named)
+                        .await
+                        .unwrap();
+                    answers.push(put.missing);
+                }
+                done.store(true, Ordering::Release);
+                answers
+            })
+        });
+        putter.join().unwrap()
+    });
+
+    // A chunk is the manifests' if any put named it and did not answer it missing.
+    let mut missing = vec![None::<bool>; batch as usize];
+    for (list, answer) in lists.iter().zip(&answers) {
+        for &i in list {
+            let said_missing = answer.contains(&ids[i]);
+            missing[i] = Some(missing[i].unwrap_or(true) && said_missing);
+        }
+    }
+    let refs = implied(&lists, batch);
+    let (mut kept, mut swept) = (0, 0);
+    run(async {
+        let local = store.local().unwrap();
+        for (i, (id, bytes)) in chunks.iter().enumerate() {
+            let what = format!("iteration {iteration} (batch {batch}): chunk {i}");
+            let state = store.chunk_refs(id).unwrap();
+            assert_eq!(state, RefState::Referenced { refs: refs[i] }, "{what}");
+            match missing[i] {
+                Some(false) => {
+                    kept += 1;
+                    match reads_back(&local, id, bytes).await {
+                        Ok(true) => {}
+                        Ok(false) => panic!("{what}: reads back other bytes"),
+                        Err(e) => panic!("{what}: a manifest put said it was present: {e}"),
+                    }
+                }
+                Some(true) => {
+                    swept += 1;
+                    assert_eq!(
+                        local.lookup(id).unwrap(),
+                        None,
+                        "{what}: answered missing, yet stored"
+                    );
+                }
+                None => unreachable!("every chunk is in a manifest"),
+            }
+        }
+        for m in 0..lists.len() {
+            let race = name(&format!("race-{iteration}-{m}"));
+            assert!(store.delete_manifest(&race).await.unwrap());
+        }
+    });
+    (kept, swept)
+}
+
+/// The count each chunk of the batch must have: one per manifest naming it.
+fn implied(lists: &[Vec<usize>], batch: u64) -> Vec<u32> {
+    let mut refs = vec![0; batch as usize];
+    for list in lists {
+        for i in list.iter().collect::<BTreeSet<_>>() {
+            refs[*i] += 1;
+        }
+    }
+    refs
+}
+
+#[test]
+fn a_manifest_put_racing_sweeps_keeps_every_chunk_it_did_not_call_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(SEED);
+    let clock = GcClock::manual(1_700_000_000_000);
+    let mut cfg = config(dir.path(), 256, Scheme::DEFAULT);
+    cfg.gc_grace = GRACE;
+    cfg.gc_interval = Duration::ZERO;
+    cfg.gc_clock = clock.clone();
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let (mut kept, mut swept) = (0, 0);
+    // Many small batches (the sweep is one transaction), then a few of more than one.
+    let batches = std::iter::repeat_n(24, 40).chain(std::iter::repeat_n(2_500, 3));
+    for (iteration, batch) in batches.enumerate() {
+        let (k, s) = sweep_race_iteration(&store, &clock, iteration as u64, batch);
+        eprintln!("iteration {iteration}: {batch} chunks, {k} kept by a manifest, {s} swept");
+        kept += k;
+        swept += s;
+    }
+    // Both sides won sometimes: the race was run, not avoided.
+    assert!(kept > 0 && swept > 0, "kept {kept}, swept {swept}");
+}
+
+/// Chunk `n` of the eviction race: 256 KiB, so an 8 MiB-device store holds about a
+/// hundred.
+fn pressure_chunk(n: u64) -> (ChunkId, Vec<u8>) {
+    distinct_chunk(SEED ^ 0xe1c7, n, 256 << 10)
+}
+
+/// Chunks the pinning thread puts and names.
+const PINS: u64 = 40;
+/// Pressure threads, and the most chunks each puts.
+const PRESSURE: u64 = 3;
+const PRESSURE_PUTS_MAX: u64 = 3_000;
+
+#[test]
+fn eviction_racing_a_manifest_never_takes_a_chunk_it_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(SEED ^ 0xe);
+    let cfg = config(dir.path(), 8, Scheme::DEFAULT);
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let puts = AtomicU64::new(0);
+    let refused = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let (pinned, said_missing) = std::thread::scope(|scope| {
+        for thread in 0..PRESSURE {
+            let (store, puts, refused, done) = (&store, &puts, &refused, &done);
+            scope.spawn(move || {
+                run(async move {
+                    let local = store.local().unwrap();
+                    for k in 0..PRESSURE_PUTS_MAX {
+                        if done.load(Ordering::Acquire) {
+                            return;
+                        }
+                        let bytes = pressure_chunk(k * PRESSURE + thread).1;
+                        match put_bytes(&local, &bytes).await {
+                            Ok(_) => {}
+                            Err(StoreError::NoSpace { .. }) => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => panic!("pressure put: {e}"),
+                        }
+                        puts.fetch_add(1, Ordering::Release);
+                    }
+                })
+            });
+        }
+        let pinner = scope.spawn(|| {
+            let pinned = pin_under_pressure(&store, &puts);
+            done.store(true, Ordering::Release);
+            pinned
+        });
+        pinner.join().unwrap()
+    });
+    eprintln!(
+        "{} of {PINS} chunks pinned, {said_missing} evicted before their manifest; {} pressure puts, {} refused",
+        pinned.len(),
+        puts.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed)
+    );
+    run(async {
+        let local = store.local().unwrap();
+        check_pinned(&local, &pinned, "at the end").await;
+    });
+    assert!(
+        !pinned.is_empty() && said_missing > 0,
+        "both outcomes happened: the race was run"
+    );
+}
+
+/// The pinning thread: for each of [`PINS`] chunks, puts it, waits for a seeded number of
+/// other PUTs (around what the store holds, so it is sometimes evicted first), then puts a
+/// manifest naming it. Checks the pinned ones after each step. Returns the chunks pinned
+/// (not answered missing) and how many were answered missing.
+fn pin_under_pressure(store: &Store<SimEngine>, puts: &AtomicU64) -> (Vec<u64>, u64) {
+    let mut rng = Rng::new(SEED ^ 0x919);
+    let mut pinned = Vec::new();
+    let mut said_missing = 0;
+    run(async {
+        let local = store.local().unwrap();
+        for j in 0..PINS {
+            let (id, bytes) = pin_chunk(j);
+            put_bytes(&local, &bytes).await.unwrap();
+            let target = puts.load(Ordering::Acquire) + 60 + rng.below(80);
+            let started = Instant::now();
+            while puts.load(Ordering::Acquire) < target {
+                assert!(started.elapsed() < LIMIT, "the pressure threads put");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let answer = store
+                .put_manifest(&name(&format!("pin-{j}")), vec![id])
+                .await
+                .unwrap();
+            if answer.missing.is_empty() {
+                pinned.push(j);
+            } else {
+                said_missing += 1;
+            }
+            check_pinned(&local, &pinned, &format!("after pin {j}")).await;
+        }
+    });
+    (pinned, said_missing)
+}
+
+/// Chunk `j` the pinning thread puts: 64 KiB.
+fn pin_chunk(j: u64) -> (ChunkId, Vec<u8>) {
+    distinct_chunk(SEED ^ 0x919, j, 64 << 10)
+}
+
+/// Every chunk in `pinned` is stored and reads back byte-exact.
+async fn check_pinned(local: &LocalStore<SimEngine>, pinned: &[u64], when: &str) {
+    for &j in pinned {
+        let (id, bytes) = pin_chunk(j);
+        match reads_back(local, &id, &bytes).await {
+            Ok(true) => {}
+            Ok(false) => panic!("{when}: pinned chunk {j} reads back other bytes"),
+            Err(e) => panic!("{when}: pinned chunk {j}, named by a live manifest: {e}"),
+        }
+    }
+}
