@@ -324,3 +324,104 @@ async fn check_pinned(local: &LocalStore<SimEngine>, pinned: &[u64], when: &str)
         }
     }
 }
+
+/// A read cancels an expired chunk's deletion at once in memory and records it in the
+/// catalog in the background; meanwhile manifests name the chunk and stop naming it
+/// again, so it expires anew. The late record of the old cancellation must not undo the
+/// new expiry: afterwards the chunk is expired since the second manifest put, and a sweep
+/// past the grace deletes it. Two threads keep the commit thread busy with PUTs, so the
+/// cancellation and both manifest puts often land in one commit batch.
+#[test]
+fn a_late_cancellation_does_not_undo_a_newer_expiry() {
+    const ITERATIONS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(SEED ^ 0xca);
+    let clock = GcClock::manual(1_700_000_000_000);
+    let mut cfg = config(dir.path(), 256, Scheme::DEFAULT);
+    cfg.gc_grace = GRACE;
+    cfg.gc_interval = Duration::ZERO;
+    cfg.gc_clock = clock.clone();
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let done = AtomicBool::new(false);
+    let failures = std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let (store, done) = (&store, &done);
+            scope.spawn(move || {
+                run(async move {
+                    let local = store.local().unwrap();
+                    let started = Instant::now();
+                    for n in 0.. {
+                        if done.load(Ordering::Acquire) || started.elapsed() > LIMIT {
+                            return;
+                        }
+                        let (id, bytes) = distinct_chunk(SEED ^ 0xb05, n * 2 + thread, 64 << 10);
+                        put_bytes(&local, &bytes).await.unwrap();
+                        local.delete(&id).await.unwrap();
+                    }
+                })
+            });
+        }
+        let failures = run(async {
+            let local = store.local().unwrap();
+            let mut failures = Vec::new();
+            for it in 0..ITERATIONS {
+                if let Some(failure) = cancel_then_expire_again(&store, &local, &clock, it).await {
+                    failures.push(failure);
+                }
+            }
+            failures
+        });
+        done.store(true, Ordering::Release);
+        failures
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {ITERATIONS} iterations lost the newer expiry:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// One iteration: chunk X expires, is read (cancelling that), is named by manifest `b` and
+/// then replaced out of it at a later time; returns what went wrong, if anything.
+async fn cancel_then_expire_again(
+    store: &Store<SimEngine>,
+    local: &LocalStore<SimEngine>,
+    clock: &GcClock,
+    it: u64,
+) -> Option<String> {
+    let (x, bytes) = distinct_chunk(SEED ^ 0x1a7e, it, 4096);
+    let other = distinct_chunk(SEED ^ 0x07e5, it, 16).0;
+    let (a, b) = (name(&format!("a-{it}")), name(&format!("b-{it}")));
+    put_bytes(local, &bytes).await.unwrap();
+    store.put_manifest(&a, vec![x]).await.unwrap();
+    assert!(store.delete_manifest(&a).await.unwrap());
+    clock.advance(Duration::from_secs(1));
+    let newer_ms = clock.now_ms();
+    // The read cancels the expiry and queues its record; both puts are sent at once
+    // behind it, the second dropping X again.
+    assert_eq!(reads_back(local, &x, &bytes).await.ok(), Some(true));
+    let (first, second) = futures_util::future::join(
+        store.put_manifest(&b, vec![x]),
+        store.put_manifest(&b, vec![other]),
+    )
+    .await;
+    first.unwrap();
+    second.unwrap();
+    // Two round trips through the commit thread: the queued record is surely done.
+    for _ in 0..2 {
+        store
+            .delete_manifest(&name("no-such-manifest"))
+            .await
+            .unwrap();
+    }
+    let state = store.chunk_refs(&x).unwrap();
+    clock.advance(GRACE + Duration::from_secs(1));
+    store.sweep().await.unwrap();
+    let stored = local.lookup(&x).unwrap().is_some();
+    assert!(store.delete_manifest(&b).await.unwrap());
+    let expected = RefState::Expired { since_ms: newer_ms };
+    (state != expected || stored).then(|| {
+        format!("iteration {it}: chunk_refs is {state:?} (expected {expected:?}); after a sweep past the grace it is stored: {stored}")
+    })
+}
