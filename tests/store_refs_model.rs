@@ -71,6 +71,30 @@ enum Eviction {
     Anytime,
 }
 
+/// The store's settings a run checks, and who evicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mode {
+    eviction: Eviction,
+    /// Chunks no manifest names expire when stored and at open (`gc_unreferenced`).
+    gc_unreferenced: bool,
+    /// A referenced chunk is never evicted (`pin_referenced`); off, it may be, like any.
+    pin_referenced: bool,
+}
+
+impl Mode {
+    const fn new(eviction: Eviction) -> Mode {
+        Mode {
+            eviction,
+            gc_unreferenced: false,
+            pin_referenced: true,
+        }
+    }
+
+    fn anytime(&self) -> bool {
+        self.eviction == Eviction::Anytime
+    }
+}
+
 /// One step.
 #[derive(Clone, Debug)]
 enum Op {
@@ -117,8 +141,19 @@ struct Session {
     swept_bytes: u64,
 }
 
+/// An expiry a read (or PUT) cancelled that the commit thread may not have recorded yet.
+#[derive(Clone, Copy, Debug)]
+struct PendingCancel {
+    chunk: usize,
+    /// When the chunk had expired.
+    since_ms: u64,
+    /// Commit round trips since (see [`Model::commit_round_trip`]).
+    trips: u8,
+}
+
 /// What the store must hold.
 struct Model {
+    mode: Mode,
     pool: Vec<(ChunkId, Vec<u8>)>,
     /// Live manifests by name index, as pool indexes in order.
     manifests: BTreeMap<usize, Vec<usize>>,
@@ -131,7 +166,7 @@ struct Model {
     cancelled_since_sweep: u64,
     /// Chunks whose cancelled expiry the commit thread may not have recorded yet, with the
     /// commit round trips since (see [`Model::commit_round_trip`]).
-    pending_cancels: Vec<(usize, u8)>,
+    pending_cancels: Vec<PendingCancel>,
 }
 
 /// What one seed's run went through, summed over seeds to show the test reached every
@@ -140,8 +175,9 @@ struct Model {
 struct Coverage {
     steps: u64,
     restarts: u64,
-    /// Chunks the model saw evicted.
+    /// Chunks the model saw evicted, and referenced ones among them (pinning off).
     evicted: u64,
+    evicted_referenced: u64,
     no_space: u64,
     /// 507s while an unreferenced chunk was held only because the commit thread had not
     /// yet recorded the cancellation of its expiry.
@@ -161,6 +197,7 @@ impl Coverage {
         self.steps += other.steps;
         self.restarts += other.restarts;
         self.evicted += other.evicted;
+        self.evicted_referenced += other.evicted_referenced;
         self.no_space += other.no_space;
         self.no_space_while_cancel_pending += other.no_space_while_cancel_pending;
         self.swept += other.swept;
@@ -172,7 +209,7 @@ impl Coverage {
 }
 
 impl Model {
-    fn new(seed: u64) -> Model {
+    fn new(seed: u64, mode: Mode) -> Model {
         let mut rng = Rng::new(seed ^ 0x9001);
         let pool = (0..POOL as u64)
             .map(|n| {
@@ -185,6 +222,7 @@ impl Model {
             })
             .collect();
         Model {
+            mode,
             pool,
             manifests: BTreeMap::new(),
             stored: vec![false; POOL],
@@ -194,6 +232,27 @@ impl Model {
             cancelled_since_sweep: 0,
             pending_cancels: Vec::new(),
         }
+    }
+
+    /// The store was opened again: counters start afresh, every cancellation is recorded
+    /// (the commit thread handled every request before it ended), and with
+    /// `gc_unreferenced` every stored chunk no manifest names and not expired expires now.
+    fn reopened(&mut self) {
+        self.session = Session::default();
+        self.pending_cancels.clear();
+        if self.mode.gc_unreferenced {
+            let refs = self.refs();
+            for i in 0..POOL {
+                if self.stored[i] && refs[i] == 0 && self.expired[i].is_none() {
+                    self.expired[i] = Some(self.now_ms);
+                }
+            }
+        }
+    }
+
+    /// Whether eviction may take chunk `i` (with `refs`): unreferenced, or pinning off.
+    fn evictable(&self, i: usize, refs: &[u32]) -> bool {
+        refs[i] == 0 || !self.mode.pin_referenced
     }
 
     /// The model's state in one line, for replays.
@@ -215,11 +274,20 @@ impl Model {
     /// A read or PUT cancelled chunk `i`'s expiry: counted, and pending until the commit
     /// thread has surely recorded it.
     fn cancel(&mut self, i: usize) {
-        self.expired[i] = None;
+        let since_ms = self.expired[i].take().expect("an expired chunk");
         self.session.expired_reads += 1;
         self.cancelled_since_sweep += 1;
-        self.pending_cancels.retain(|(j, _)| *j != i);
-        self.pending_cancels.push((i, 0));
+        self.pending_cancels.retain(|p| p.chunk != i);
+        self.pending_cancels.push(PendingCancel {
+            chunk: i,
+            since_ms,
+            trips: 0,
+        });
+    }
+
+    /// Chunk `i`'s cancellation, if it is pending.
+    fn pending(&self, i: usize) -> Option<&PendingCancel> {
+        self.pending_cancels.iter().find(|p| p.chunk == i)
     }
 
     /// A manifest or sweep request made its round trip through the commit thread. A
@@ -228,10 +296,10 @@ impl Model {
     /// trips later it has surely been recorded, and the chunk is back in the eviction
     /// policy.
     fn commit_round_trip(&mut self) {
-        for (_, trips) in &mut self.pending_cancels {
-            *trips += 1;
+        for pending in &mut self.pending_cancels {
+            pending.trips += 1;
         }
-        self.pending_cancels.retain(|(_, trips)| *trips < 2);
+        self.pending_cancels.retain(|p| p.trips < 2);
     }
 
     fn len(&self, i: usize) -> u64 {
@@ -360,7 +428,18 @@ fn next_op(rng: &mut Rng, model: &Model) -> Op {
             name: rng.below(NAMES.len() as u64) as usize,
         },
         27..52 => Op::PutChunk(rng.below(PUTTABLE as u64) as usize),
-        52..66 => Op::ReadChunk(rng.below(POOL as u64) as usize),
+        52..66 => {
+            // Half the reads go to an expired chunk when there is one: the reads that
+            // cancel deletions.
+            let expired: Vec<usize> = (0..POOL)
+                .filter(|&i| model.stored[i] && model.expired[i].is_some())
+                .collect();
+            Op::ReadChunk(if expired.is_empty() || rng.below(2) == 0 {
+                rng.below(POOL as u64) as usize
+            } else {
+                expired[rng.below(expired.len() as u64) as usize]
+            })
+        }
         66..70 => Op::DeleteChunk(rng.below(POOL as u64) as usize),
         70..79 => Op::Sweep,
         79..97 => Op::Advance(Duration::from_secs(1 + rng.below(15))),
@@ -368,15 +447,15 @@ fn next_op(rng: &mut Rng, model: &Model) -> Op {
     }
 }
 
-fn store_config(dir: &Path, eviction: Eviction, clock: &GcClock) -> StoreConfig {
+fn store_config(dir: &Path, mode: Mode, clock: &GcClock) -> StoreConfig {
     let mut cfg = config(dir, DEVICE_MIB, Scheme::DEFAULT);
     cfg.gc_grace = GRACE;
     // Sweeps happen only as steps, so the model knows when.
     cfg.gc_interval = Duration::ZERO;
-    cfg.gc_unreferenced = false;
-    cfg.pin_referenced = true;
+    cfg.gc_unreferenced = mode.gc_unreferenced;
+    cfg.pin_referenced = mode.pin_referenced;
     cfg.gc_clock = clock.clone();
-    if eviction == Eviction::InPutsOnly {
+    if mode.eviction == Eviction::InPutsOnly {
         cfg.evict_low_watermark_percent = 0;
         cfg.evict_high_watermark_percent = 0;
     }
@@ -388,7 +467,7 @@ struct Step<'a> {
     seed: u64,
     number: u64,
     op: &'a Op,
-    eviction: Eviction,
+    mode: Mode,
 }
 
 impl fmt::Display for Step<'_> {
@@ -396,7 +475,7 @@ impl fmt::Display for Step<'_> {
         write!(
             f,
             "seed {:#x} ({:?}), step {}: {}",
-            self.seed, self.eviction, self.number, self.op
+            self.seed, self.mode, self.number, self.op
         )
     }
 }
@@ -410,7 +489,7 @@ async fn apply(
     step: &Step<'_>,
     coverage: &mut Coverage,
 ) {
-    let anytime = step.eviction == Eviction::Anytime;
+    let anytime = step.mode.anytime();
     let refs = model.refs();
     match step.op {
         Op::PutManifest { name: n, chunks } => {
@@ -460,7 +539,9 @@ async fn apply(
                 }
                 for &i in &missing {
                     if model.stored[i] {
-                        assert_eq!(refs[i], 0, "{step}: referenced chunk {i} said missing");
+                        if model.mode.pin_referenced {
+                            assert_eq!(refs[i], 0, "{step}: referenced chunk {i} said missing");
+                        }
                         model.removed(i);
                         coverage.evicted += 1;
                     }
@@ -488,12 +569,17 @@ async fn apply(
                 Ok(PutOutcome::Created) => {
                     if model.stored[i] {
                         assert!(
-                            anytime && refs[i] == 0,
+                            anytime && model.evictable(i, &refs),
                             "{step}: created, but it was stored ({} refs)",
                             refs[i]
                         );
                         coverage.evicted += 1;
                     }
+                    // New, so not expired — unless no manifest names it and
+                    // `gc_unreferenced` expires such chunks when stored.
+                    model.stored[i] = true;
+                    model.expired[i] =
+                        (model.mode.gc_unreferenced && refs[i] == 0).then_some(model.now_ms);
                 }
                 Ok(PutOutcome::AlreadyPresent) => {
                     assert!(
@@ -516,9 +602,6 @@ async fn apply(
                 }
                 Err(e) => panic!("{step}: {e}"),
             }
-            // Stored now; a PUT of an expired chunk cancels its expiry.
-            model.stored[i] = true;
-            model.expired[i] = None;
         }
         Op::ReadChunk(i) => {
             let (id, bytes) = &model.pool[*i];
@@ -533,7 +616,7 @@ async fn apply(
                 }
                 Err(StoreError::NotFound) => {
                     assert!(
-                        !model.stored[*i] || (anytime && refs[*i] == 0),
+                        !model.stored[*i] || (anytime && model.evictable(*i, &refs)),
                         "{step}: not found, but it is stored ({} refs)",
                         refs[*i]
                     );
@@ -547,7 +630,7 @@ async fn apply(
                 .delete(&model.pool[*i].0)
                 .await
                 .unwrap_or_else(|e| panic!("{step}: {e}"));
-            if existed || !anytime || refs[*i] > 0 {
+            if existed || !anytime || !model.evictable(*i, &refs) {
                 assert_eq!(existed, model.stored[*i], "{step}: existed");
             }
             model.removed(*i);
@@ -627,17 +710,17 @@ fn assert_only_referenced_left(
     let started = std::time::Instant::now();
     loop {
         let left: Vec<usize> = (0..POOL)
-            .filter(|&i| refs[i] == 0 && model.stored[i])
+            .filter(|&i| model.evictable(i, &refs) && model.stored[i])
             .filter(|&i| local.lookup(&model.pool[i].0).unwrap().is_some())
             .collect();
-        let (pending, others): (Vec<usize>, Vec<usize>) = left
-            .iter()
-            .partition(|&&i| model.pending_cancels.iter().any(|(j, _)| *j == i));
+        let (pending, others): (Vec<usize>, Vec<usize>) =
+            left.iter().partition(|&&i| model.pending(i).is_some());
         if others.is_empty() {
             coverage.no_space_while_cancel_pending += u64::from(!pending.is_empty());
             return;
         }
-        if step.eviction == Eviction::InPutsOnly || started.elapsed() > Duration::from_secs(1) {
+        if step.mode.eviction == Eviction::InPutsOnly || started.elapsed() > Duration::from_secs(1)
+        {
             let sizes: Vec<u64> = others.iter().map(|&i| model.len(i)).collect();
             panic!(
                 "{step}: 507, yet unreferenced chunks {others:?} ({sizes:?} bytes) are still stored; {}",
@@ -662,9 +745,10 @@ fn sync(
         let stored = local.lookup(&model.pool[i].0).unwrap().is_some();
         if model.stored[i] && !stored {
             assert!(
-                refs == 0,
+                refs == 0 || !model.mode.pin_referenced,
                 "{step}: chunk {i}, named by {refs} live manifests and stored, is gone"
             );
+            coverage.evicted_referenced += u64::from(refs > 0);
             assert!(
                 may_evict,
                 "{step}: unreferenced chunk {i} is gone, in a step that cannot evict (expired: {:?})",
@@ -689,7 +773,18 @@ fn compare(store: &Store<SimEngine>, model: &Model) -> Result<(), String> {
             .chunk_refs(&model.pool[i].0)
             .map_err(|e| format!("chunk_refs of chunk {i}: {e}"))?;
         let expected = model.ref_state(i, &refs);
-        if state != expected {
+        // The cancellation lives in the chunk's index entry until the commit thread
+        // records it; once the chunk is removed (DELETE) before that, `chunk_refs` shows
+        // the old expiry again for a moment.
+        let removed_while_pending = !model.stored[i]
+            && expected == RefState::Unreferenced
+            && model.pending(i).is_some_and(|p| {
+                state
+                    == RefState::Expired {
+                        since_ms: p.since_ms,
+                    }
+            });
+        if state != expected && !removed_while_pending {
             return Err(format!(
                 "chunk {i} (stored: {}): chunk_refs is {state:?}, the model says {expected:?}",
                 model.stored[i]
@@ -750,7 +845,7 @@ fn check(
         sync(local, model, may_evict, step, coverage);
         match compare(store, model) {
             Ok(()) => return,
-            Err(e) if step.eviction == Eviction::Anytime && attempt < TRIES => {
+            Err(e) if step.mode.anytime() && attempt < TRIES => {
                 if evicted(store) == before {
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -771,7 +866,7 @@ async fn check_reopened(
     step: &Step<'_>,
 ) {
     let refs = model.refs();
-    if step.eviction == Eviction::InPutsOnly {
+    if step.mode.eviction == Eviction::InPutsOnly {
         let listed = store.list(None, usize::MAX).unwrap().len();
         let expected = model.stored.iter().filter(|&&s| s).count();
         assert_eq!(listed, expected, "{step}: chunks listed after the restart");
@@ -790,15 +885,15 @@ async fn check_reopened(
 fn run_seed(
     seed: u64,
     steps: u64,
-    eviction: Eviction,
+    mode: Mode,
     trace: &RefCell<Vec<String>>,
     verbose: bool,
 ) -> Coverage {
     let dir = tempfile::tempdir().unwrap();
     let engine = SimEngine::new(seed);
     let clock = GcClock::manual(CLOCK_START_MS);
-    let cfg = store_config(dir.path(), eviction, &clock);
-    let mut model = Model::new(seed);
+    let cfg = store_config(dir.path(), mode, &clock);
+    let mut model = Model::new(seed, mode);
     let mut rng = Rng::new(seed);
     let mut coverage = Coverage::default();
     let mut number = 0;
@@ -808,19 +903,23 @@ fn run_seed(
             seed,
             number,
             op: &restart,
-            eviction,
+            mode,
         };
         let (store, _) =
             Store::open(cfg.clone(), &engine).unwrap_or_else(|e| panic!("{step}: {e}"));
         // One group: a 507 then means nothing in the whole store could be evicted.
         assert_eq!(store.geometry().groups(), 1);
-        model.session = Session::default();
-        // Dropping the store ended its commit thread once it had handled every request.
-        model.pending_cancels.clear();
+        model.reopened();
         run(async {
             let local = store.local().unwrap();
-            let anytime = eviction == Eviction::Anytime;
-            check(&store, &local, &mut model, anytime, &step, &mut coverage);
+            check(
+                &store,
+                &local,
+                &mut model,
+                mode.anytime(),
+                &step,
+                &mut coverage,
+            );
             check_reopened(&store, &local, &model, &step).await;
             while number < steps {
                 let op = next_op(&mut rng, &model);
@@ -839,20 +938,66 @@ fn run_seed(
                     seed,
                     number: number - 1,
                     op: &op,
-                    eviction,
+                    mode,
                 };
+                let before = EvictionWitness::before(&model, &op);
                 apply(&store, &local, &mut model, &clock, &step, &mut coverage).await;
-                let may_evict = eviction == Eviction::Anytime || matches!(op, Op::PutChunk(_));
+                let may_evict = mode.anytime() || matches!(op, Op::PutChunk(_));
                 check(&store, &local, &mut model, may_evict, &step, &mut coverage);
+                if mode.eviction == Eviction::InPutsOnly {
+                    before.check(&model, &step);
+                }
             }
         });
     }
     coverage
 }
 
+/// What a PUT step may evict, to check that expired chunks go first: the chunks stored
+/// before it, and the expired ones among them (not those whose cancellation is pending:
+/// eviction skips them until it is recorded).
+struct EvictionWitness {
+    stored: Vec<bool>,
+    expired: Vec<usize>,
+    put: Option<usize>,
+}
+
+impl EvictionWitness {
+    fn before(model: &Model, op: &Op) -> EvictionWitness {
+        let pending = |i: usize| model.pending(i).is_some();
+        EvictionWitness {
+            stored: model.stored.clone(),
+            expired: (0..POOL)
+                .filter(|&i| model.stored[i] && model.expired[i].is_some() && !pending(i))
+                .collect(),
+            put: match op {
+                Op::PutChunk(i) => Some(*i),
+                _ => None,
+            },
+        }
+    }
+
+    /// Fails if the step evicted a chunk that was not expired while an expired one stayed.
+    fn check(&self, model: &Model, step: &Step<'_>) {
+        let Some(put) = self.put else { return };
+        let evicted: Vec<usize> = (0..POOL)
+            .filter(|&i| i != put && self.stored[i] && !model.stored[i])
+            .collect();
+        let not_expired: Vec<&usize> = evicted
+            .iter()
+            .filter(|i| !self.expired.contains(i))
+            .collect();
+        let expired_left: Vec<&usize> = self.expired.iter().filter(|&&i| model.stored[i]).collect();
+        assert!(
+            not_expired.is_empty() || expired_left.is_empty(),
+            "{step}: evicted {not_expired:?}, not expired, while expired {expired_left:?} stayed"
+        );
+    }
+}
+
 /// Runs `seeds` (or only the seed in `CHUNKD_MODEL_SEED`, printing each step), each for
 /// `steps` steps; a failure prints its seed and the steps that led to it.
-fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, eviction: Eviction) -> Coverage {
+fn run_seeds(test: &str, seeds: std::ops::Range<u64>, steps: u64, mode: Mode) -> Coverage {
     let only = std::env::var(ENV_SEED).ok().map(|text| {
         let text = text.trim_start_matches("0x");
         u64::from_str_radix(text, 16).unwrap_or_else(|e| panic!("{ENV_SEED}={text}: {e}"))
@@ -865,7 +1010,7 @@ fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, eviction: Eviction) -> Cov
     for seed in seeds {
         let trace = RefCell::new(Vec::new());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            run_seed(seed, steps, eviction, &trace, only.is_some())
+            run_seed(seed, steps, mode, &trace, only.is_some())
         }));
         match outcome {
             Ok(coverage) => total.add(coverage),
@@ -873,8 +1018,8 @@ fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, eviction: Eviction) -> Cov
                 let trace = trace.into_inner();
                 let shown = trace.len().saturating_sub(TRACE_SHOWN);
                 eprintln!(
-                    "seed {seed:#x} ({eviction:?}) failed at step {}; the steps before it:\n  {}\n\
-                     replay: {ENV_SEED}={seed:#x} cargo test --test store_refs_model -- --nocapture",
+                    "seed {seed:#x} ({mode:?}) failed at step {}; the steps before it:\n  {}\n\
+                     replay: {ENV_SEED}={seed:#x} cargo test --test store_refs_model -- --exact {test} --nocapture",
                     trace.len().saturating_sub(1),
                     trace[shown..].join("\n  ")
                 );
@@ -882,16 +1027,22 @@ fn run_seeds(seeds: std::ops::Range<u64>, steps: u64, eviction: Eviction) -> Cov
             }
         }
     }
-    eprintln!("{eviction:?}: {total:?}");
+    eprintln!("{test}: {total:?}");
     total
+}
+
+/// Whether a single seed is being replayed (the coverage bounds are for whole runs).
+fn replaying() -> bool {
+    std::env::var(ENV_SEED).is_ok()
 }
 
 /// The main model test: eviction only in PUTs, so every other step must change exactly
 /// what it says, and the model's expectations are exact.
 #[test]
 fn manifests_counts_and_sweeps_follow_the_model_with_put_eviction() {
-    let total = run_seeds(0..40, 250, Eviction::InPutsOnly);
-    if std::env::var(ENV_SEED).is_err() {
+    let test = "manifests_counts_and_sweeps_follow_the_model_with_put_eviction";
+    let total = run_seeds(test, 0..40, 250, Mode::new(Eviction::InPutsOnly));
+    if !replaying() {
         // The run reached every path it checks.
         assert!(total.restarts >= 40, "{total:?}");
         assert!(total.evicted > 100 && total.pinned > 1000, "{total:?}");
@@ -905,9 +1056,40 @@ fn manifests_counts_and_sweeps_follow_the_model_with_put_eviction() {
 /// whenever the evictor runs.
 #[test]
 fn manifests_counts_and_sweeps_follow_the_model_with_the_background_evictor() {
-    let total = run_seeds(100..112, 250, Eviction::Anytime);
-    if std::env::var(ENV_SEED).is_err() {
+    let test = "manifests_counts_and_sweeps_follow_the_model_with_the_background_evictor";
+    let total = run_seeds(test, 100..112, 250, Mode::new(Eviction::Anytime));
+    if !replaying() {
         assert!(total.evicted > 20 && total.pinned > 500, "{total:?}");
         assert!(total.swept > 10, "{total:?}");
+    }
+}
+
+/// `gc_unreferenced`: chunks no manifest names expire when stored and at every open, so
+/// sweeps delete them too unless read.
+#[test]
+fn manifests_counts_and_sweeps_follow_the_model_with_gc_unreferenced() {
+    let test = "manifests_counts_and_sweeps_follow_the_model_with_gc_unreferenced";
+    let mode = Mode {
+        gc_unreferenced: true,
+        ..Mode::new(Eviction::InPutsOnly)
+    };
+    let total = run_seeds(test, 200..212, 250, mode);
+    if !replaying() {
+        assert!(total.swept > 50 && total.expired_reads > 10, "{total:?}");
+    }
+}
+
+/// Without pinning (a node with an origin): referenced chunks may be evicted like any
+/// other; counts and expiries still follow the manifests.
+#[test]
+fn manifests_counts_and_sweeps_follow_the_model_without_pinning() {
+    let test = "manifests_counts_and_sweeps_follow_the_model_without_pinning";
+    let mode = Mode {
+        pin_referenced: false,
+        ..Mode::new(Eviction::InPutsOnly)
+    };
+    let total = run_seeds(test, 300..312, 250, mode);
+    if !replaying() {
+        assert!(total.evicted_referenced > 10, "{total:?}");
     }
 }
