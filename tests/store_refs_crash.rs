@@ -60,10 +60,13 @@ const KILL_DELAY_MS_MIN: u64 = 100;
 const KILL_DELAY_MS_MAX: u64 = 1_200;
 const DEVICE_MIB: u64 = 128;
 
-fn store_config(dir: &Path) -> StoreConfig {
+/// The store of round `round`: odd rounds also expire chunks no manifest names (when
+/// stored, and at every open — which a kill while opening then interrupts).
+fn store_config(dir: &Path, round: u64) -> StoreConfig {
     let mut cfg = config(dir, DEVICE_MIB, Scheme::DEFAULT);
     cfg.gc_grace = GRACE;
     cfg.gc_interval = GC_INTERVAL;
+    cfg.gc_unreferenced = round % 2 == 1;
     cfg
 }
 
@@ -113,7 +116,7 @@ fn child_gc_writer() {
     };
     let round: u64 = std::env::var(ENV_ROUND).unwrap().parse().unwrap();
     say("opening");
-    let (store, _) = Store::open(store_config(Path::new(&dir)), &UringEngine).unwrap();
+    let (store, _) = Store::open(store_config(Path::new(&dir), round), &UringEngine).unwrap();
     say("open");
     let pool: BTreeMap<ChunkId, u64> = (0..POOL).map(|p| (pool_chunk(p).0, p)).collect();
     run(async {
@@ -163,7 +166,7 @@ async fn manifest_worker(
                 say(&format!("put {text} {p}"));
             }
         }
-        tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+        tokio::time::sleep(Duration::from_millis(rng.below(8))).await;
     }
 }
 
@@ -214,9 +217,17 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs the child of `round`, kills it (once it says it is opening the store, or after
-/// `delay`) and returns its messages.
-fn run_child(dir: &Path, round: u64, delay: Option<Duration>) -> Vec<String> {
+/// How a round ends its child.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// This long after it says it is opening the store: during start-up.
+    WhileOpening(Duration),
+    /// This long after it was started.
+    After(Duration),
+}
+
+/// Runs the child of `round`, kills it as `kill` says and returns its messages.
+fn run_child(dir: &Path, round: u64, kill: Kill) -> Vec<String> {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["child_gc_writer", "--exact", "--ignored", "--nocapture"])
         .args(["--test-threads", "1"])
@@ -236,18 +247,21 @@ fn run_child(dir: &Path, round: u64, delay: Option<Duration>) -> Vec<String> {
         }
     });
     let mut seen = Vec::new();
-    match delay {
-        None => loop {
-            let line = received
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the child says it is opening the store");
-            let opening = said(&line) == Some("opening");
-            seen.push(line);
-            if opening {
-                break;
+    match kill {
+        Kill::WhileOpening(delay) => {
+            loop {
+                let line = received
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the child says it is opening the store");
+                let opening = said(&line) == Some("opening");
+                seen.push(line);
+                if opening {
+                    break;
+                }
             }
-        },
-        Some(delay) => std::thread::sleep(delay.saturating_sub(started.elapsed())),
+            std::thread::sleep(delay);
+        }
+        Kill::After(delay) => std::thread::sleep(delay.saturating_sub(started.elapsed())),
     }
     child.0.kill().unwrap();
     let status = child.0.wait().unwrap();
@@ -434,21 +448,26 @@ fn killed_manifest_updates_and_sweeps_keep_counts_and_chunks_uring() {
     let mut known: BTreeMap<&'static str, Known> = BTreeMap::new();
     let (mut swept, mut updates, mut in_flight_at_kill, mut took_in_flight) = (0, 0, 0, 0);
     for round in 0..ROUNDS {
-        let delay = (round % 8 != 0)
-            .then(|| Duration::from_millis(KILL_DELAY_MS_MIN + rng.below(KILL_DELAY_MS_MAX)));
-        let messages = run_child(dir.path(), round, delay);
+        // Rounds 3, 11 and 19 (odd: `gc_unreferenced` expires chunks at open) die while
+        // the store opens.
+        let kill = if round % 8 == 3 {
+            Kill::WhileOpening(Duration::from_millis(rng.below(40)))
+        } else {
+            Kill::After(Duration::from_millis(
+                KILL_DELAY_MS_MIN + rng.below(KILL_DELAY_MS_MAX),
+            ))
+        };
+        let messages = run_child(dir.path(), round, kill);
         let log = follow(&mut known, &messages);
         let pending = known.values().filter(|k| k.in_flight.is_some()).count();
         eprintln!(
-            "round {round}: killed {}, {} updates acknowledged, {pending} in flight, {} chunks swept",
-            delay.map_or("while opening".into(), |d| format!("after {d:?}")),
-            log.acked_updates,
-            log.swept
+            "round {round}: killed {kill:?}, {} updates acknowledged, {pending} in flight, {} chunks swept",
+            log.acked_updates, log.swept
         );
         swept += log.swept;
         updates += log.acked_updates;
         in_flight_at_kill += pending;
-        let (store, _) = Store::open(store_config(dir.path()), &UringEngine)
+        let (store, _) = Store::open(store_config(dir.path(), round), &UringEngine)
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         took_in_flight += check_after_restart(&store, &mut known, round);
     }

@@ -95,14 +95,23 @@ fn sweep_race_iteration(
         })
         .collect();
 
+    // The sweepers start once a seeded share of the manifests is in, so the crossing
+    // point falls anywhere in the batch.
+    let sweep_after = rng.below(lists.len() as u64 + 1);
     let start = Barrier::new(1 + SWEEPERS);
-    let done = AtomicBool::new(false);
+    let (done, put_so_far) = (AtomicBool::new(false), AtomicU64::new(0));
     let answers = std::thread::scope(|scope| {
         for _ in 0..SWEEPERS {
             scope.spawn(|| {
                 run(async {
                     start.wait();
                     let started = Instant::now();
+                    while put_so_far.load(Ordering::Acquire) < sweep_after
+                        && !done.load(Ordering::Acquire)
+                    {
+                        assert!(started.elapsed() < LIMIT, "the manifest thread goes on");
+                        std::thread::yield_now();
+                    }
                     while !done.load(Ordering::Acquire) {
                         assert!(started.elapsed() < LIMIT, "the manifest thread finished");
                         store.sweep().await.unwrap();
@@ -121,6 +130,7 @@ fn sweep_race_iteration(
                         .await
                         .unwrap();
                     answers.push(put.missing);
+                    put_so_far.fetch_add(1, Ordering::Release);
                 }
                 done.store(true, Ordering::Release);
                 answers
@@ -214,7 +224,7 @@ fn pressure_chunk(n: u64) -> (ChunkId, Vec<u8>) {
 }
 
 /// Chunks the pinning thread puts and names.
-const PINS: u64 = 40;
+const PINS: u64 = 60;
 /// Pressure threads, and the most chunks each puts.
 const PRESSURE: u64 = 3;
 const PRESSURE_PUTS_MAX: u64 = 3_000;
@@ -275,9 +285,11 @@ fn eviction_racing_a_manifest_never_takes_a_chunk_it_pinned() {
 }
 
 /// The pinning thread: for each of [`PINS`] chunks, puts it, waits for a seeded number of
-/// other PUTs (around what the store holds, so it is sometimes evicted first), then puts a
-/// manifest naming it. Checks the pinned ones after each step. Returns the chunks pinned
-/// (not answered missing) and how many were answered missing.
+/// other PUTs, then puts a manifest naming it. Even chunks wait around what the store
+/// holds, so the policy sometimes evicts them first; odd ones are named by a manifest and
+/// dropped again first, so they are expired — the first victims — and wait only a few
+/// PUTs (the manifest then races their eviction). Checks the pinned ones after each step.
+/// Returns the chunks pinned (not answered missing) and how many were answered missing.
 fn pin_under_pressure(store: &Store<SimEngine>, puts: &AtomicU64) -> (Vec<u64>, u64) {
     let mut rng = Rng::new(SEED ^ 0x919);
     let mut pinned = Vec::new();
@@ -287,7 +299,15 @@ fn pin_under_pressure(store: &Store<SimEngine>, puts: &AtomicU64) -> (Vec<u64>, 
         for j in 0..PINS {
             let (id, bytes) = pin_chunk(j);
             put_bytes(&local, &bytes).await.unwrap();
-            let target = puts.load(Ordering::Acquire) + 60 + rng.below(80);
+            let wait = if j % 2 == 1 {
+                let hold = name(&format!("hold-{j}"));
+                store.put_manifest(&hold, vec![id]).await.unwrap();
+                assert!(store.delete_manifest(&hold).await.unwrap());
+                rng.below(4)
+            } else {
+                60 + rng.below(80)
+            };
+            let target = puts.load(Ordering::Acquire) + wait;
             let started = Instant::now();
             while puts.load(Ordering::Acquire) < target {
                 assert!(started.elapsed() < LIMIT, "the pressure threads put");
@@ -424,4 +444,86 @@ async fn cancel_then_expire_again(
     (state != expected || stored).then(|| {
         format!("iteration {it}: chunk_refs is {state:?} (expected {expected:?}); after a sweep past the grace it is stored: {stored}")
     })
+}
+
+/// PUTs of chunks racing the sweep that deletes them: each PUT answers created or already
+/// present — never an error, since no other chunk shares an id prefix. Each iteration
+/// stores [`RACED`] chunks no manifest names (`gc_unreferenced` with no grace: all due at
+/// once), then one thread sweeps while three others PUT the same chunks again, each in
+/// its own order. A PUT before the sweep claims a chunk cancels its deletion; one after
+/// must store it anew.
+#[test]
+fn puts_racing_sweeps_of_the_same_chunks_are_never_refused() {
+    const PUTTERS: u64 = 3;
+    const ITERATIONS: u64 = 30;
+    const RACED: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(SEED ^ 0x5e);
+    let mut cfg = config(dir.path(), 64, Scheme::DEFAULT);
+    cfg.gc_grace = Duration::ZERO;
+    cfg.gc_interval = Duration::ZERO;
+    cfg.gc_unreferenced = true;
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let raced = |it: u64, n: u64| distinct_chunk(SEED ^ 0x9a7 ^ (it << 32), n, 4096).1;
+    let (mut errors, mut swept, mut puts) = (Vec::new(), 0, 0);
+    for it in 0..ITERATIONS {
+        run(async {
+            use futures_util::StreamExt;
+            let local = store.local().unwrap();
+            futures_util::stream::iter(0..RACED)
+                .for_each_concurrent(16, |n| {
+                    let local = &local;
+                    async move {
+                        put_bytes(local, &raced(it, n)).await.unwrap();
+                    }
+                })
+                .await;
+        });
+        let start = Barrier::new(1 + PUTTERS as usize);
+        std::thread::scope(|scope| {
+            let putters: Vec<_> = (0..PUTTERS)
+                .map(|putter| {
+                    let (store, start, raced) = (&store, &start, &raced);
+                    scope.spawn(move || {
+                        run(async move {
+                            let local = store.local().unwrap();
+                            let mut rng = Rng::new(SEED ^ (it << 8) ^ putter);
+                            let mut errors = Vec::new();
+                            start.wait();
+                            for _ in 0..RACED {
+                                let n = rng.below(RACED);
+                                if let Err(e) = put_bytes(&local, &raced(it, n)).await {
+                                    errors.push(format!(
+                                        "iteration {it}, putter {putter}, chunk {n}: {e}"
+                                    ));
+                                }
+                            }
+                            (errors, RACED)
+                        })
+                    })
+                })
+                .collect();
+            let report = run(async {
+                start.wait();
+                store.sweep().await.unwrap()
+            });
+            swept += report.swept_chunks;
+            for putter in putters {
+                let (e, n) = putter.join().unwrap();
+                errors.extend(e);
+                puts += n;
+            }
+        });
+    }
+    eprintln!(
+        "{puts} puts, {swept} chunks swept meanwhile, {} refused",
+        errors.len()
+    );
+    assert!(swept > 0, "the sweeps deleted chunks while they were put");
+    assert!(
+        errors.is_empty(),
+        "{} of {puts} puts failed, e.g.:\n{}",
+        errors.len(),
+        errors[..errors.len().min(5)].join("\n")
+    );
 }
