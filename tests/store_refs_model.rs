@@ -592,12 +592,23 @@ async fn apply(
                         model.cancel(i);
                     }
                 }
-                Err(StoreError::NoSpace { .. }) if !model.stored[i] || anytime => {
+                Err(StoreError::NoSpace {
+                    pinned_chunks,
+                    pinned_bytes,
+                    ..
+                }) if !model.stored[i] || anytime => {
                     coverage.no_space += 1;
                     if model.stored[i] {
                         model.removed(i);
                     }
                     assert_only_referenced_left(local, model, step, coverage);
+                    // The 507 says how much is pinned (one group: all of it).
+                    let expected = model.gc_stats(store);
+                    assert_eq!(
+                        (pinned_chunks, pinned_bytes),
+                        (expected.pinned_chunks, expected.pinned_bytes),
+                        "{step}: the 507's pinned chunks and bytes"
+                    );
                     return;
                 }
                 Err(e) => panic!("{step}: {e}"),
@@ -673,6 +684,12 @@ async fn apply(
                 model.stored[i] = false;
                 model.expired[i] = None;
             }
+            // Cancellations a sweep finds still unrecorded are among those since the last.
+            assert!(
+                report.cancelled <= model.cancelled_since_sweep,
+                "{step}: {report:?}, {} cancelled since the last sweep",
+                model.cancelled_since_sweep
+            );
             model.cancelled_since_sweep = 0;
             model.commit_round_trip();
             model.session.sweeps += 1;

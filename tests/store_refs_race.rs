@@ -527,3 +527,71 @@ fn puts_racing_sweeps_of_the_same_chunks_are_never_refused() {
         errors[..errors.len().min(5)].join("\n")
     );
 }
+
+/// `chunk_refs` while the commit thread records a cancellation: once a read has cancelled
+/// a chunk's deletion, the chunk is unreferenced, and `chunk_refs` must never say it is
+/// expired again (it read the catalog and the index at different moments, and paired the
+/// old expiry with the index's mark already cleared). Each iteration expires the chunk
+/// (at a time of its own) and reads it; another thread asks `chunk_refs` over and over
+/// until two commit round trips later, when the cancellation is surely recorded.
+#[test]
+fn chunk_refs_never_shows_a_cancelled_expiry_again() {
+    const ITERATIONS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SimEngine::new(SEED ^ 0x7e);
+    let clock = GcClock::manual(1_700_000_000_000);
+    let mut cfg = config(dir.path(), 64, Scheme::DEFAULT);
+    cfg.gc_grace = GRACE;
+    cfg.gc_interval = Duration::ZERO;
+    cfg.gc_clock = clock.clone();
+    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let (x, bytes) = distinct_chunk(SEED ^ 0x7e, 0, 4096);
+    let hold = name("hold");
+    // The expiry the asker looks for (0: none), how often it saw it, and the end.
+    let (watched, seen, stop) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+    let asks = std::thread::scope(|scope| {
+        let asker = scope.spawn(|| {
+            let mut asks = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let since_ms = watched.load(Ordering::Acquire);
+                if since_ms == 0 {
+                    std::thread::yield_now();
+                    continue;
+                }
+                asks += 1;
+                if store.chunk_refs(&x).unwrap() == (RefState::Expired { since_ms }) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            asks
+        });
+        run(async {
+            let local = store.local().unwrap();
+            put_bytes(&local, &bytes).await.unwrap();
+            for _ in 0..ITERATIONS {
+                store.put_manifest(&hold, vec![x]).await.unwrap();
+                assert!(store.delete_manifest(&hold).await.unwrap());
+                let since_ms = clock.now_ms();
+                clock.advance(Duration::from_secs(1));
+                assert_eq!(reads_back(&local, &x, &bytes).await.ok(), Some(true));
+                watched.store(since_ms, Ordering::Release);
+                for _ in 0..2 {
+                    store.delete_manifest(&name("none")).await.unwrap();
+                }
+                watched.store(0, Ordering::Release);
+            }
+        });
+        stop.store(true, Ordering::Release);
+        asker.join().unwrap()
+    });
+    let seen = seen.into_inner();
+    eprintln!("{asks} asks during {ITERATIONS} cancellations, {seen} said expired");
+    assert!(
+        asks > ITERATIONS,
+        "the asker asked while cancellations were recorded"
+    );
+    assert_eq!(
+        seen, 0,
+        "chunk_refs said expired after a read cancelled the expiry"
+    );
+}
