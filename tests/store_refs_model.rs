@@ -241,9 +241,8 @@ impl Model {
         self.session = Session::default();
         self.pending_cancels.clear();
         if self.mode.gc_unreferenced {
-            let refs = self.refs();
-            for i in 0..POOL {
-                if self.stored[i] && refs[i] == 0 && self.expired[i].is_none() {
+            for (i, refs) in self.refs().into_iter().enumerate() {
+                if self.stored[i] && refs == 0 && self.expired[i].is_none() {
                     self.expired[i] = Some(self.now_ms);
                 }
             }
@@ -609,7 +608,6 @@ async fn apply(
                         (expected.pinned_chunks, expected.pinned_bytes),
                         "{step}: the 507's pinned chunks and bytes"
                     );
-                    return;
                 }
                 Err(e) => panic!("{step}: {e}"),
             }
