@@ -1108,3 +1108,18 @@ fn manifests_counts_and_sweeps_follow_the_model_without_pinning() {
         assert!(total.evicted_referenced > 10, "{total:?}");
     }
 }
+
+/// The background evictor and `gc_unreferenced` together: expiries at every PUT and open,
+/// evictions at any moment, the pins holding throughout.
+#[test]
+fn manifests_counts_and_sweeps_follow_the_model_with_the_evictor_and_gc_unreferenced() {
+    let test = "manifests_counts_and_sweeps_follow_the_model_with_the_evictor_and_gc_unreferenced";
+    let mode = Mode {
+        gc_unreferenced: true,
+        ..Mode::new(Eviction::Anytime)
+    };
+    let total = run_seeds(test, 400..408, 250, mode);
+    if !replaying() {
+        assert!(total.evicted > 20 && total.swept > 20, "{total:?}");
+    }
+}
