@@ -5,12 +5,14 @@
 //! real files. The child runs, at once: manifest workers that put and delete manifests of
 //! [`NAMES`] (each name owned by one worker, so at most one update of a name is in flight)
 //! and upload the chunks a put answered missing, as a client does; a chunk worker putting
-//! pool chunks no manifest may name; and a sweeper. The grace period is short and real
-//! ([`GRACE`]), so manifests replaced or deleted leave chunks that sweeps really delete
-//! while the child runs. The child prints a line before each manifest update (`mput`,
+//! and deleting chunks no manifest names; and a sweeper, besides the store's periodic one.
+//! The grace period is short and real ([`GRACE`]), so manifests replaced or deleted leave
+//! chunks that sweeps really delete while the child runs. Odd rounds run with
+//! `gc_unreferenced` (chunks no manifest names expire when stored and at every open), and
+//! three of them are killed while the store opens. The child prints a line before each manifest update (`mput`,
 //! `mdel`) and after it returned (`mack` with the ids answered missing, `dack`), and after
-//! each upload (`put`). The parent SIGKILLs it at a seeded random moment — sometimes while
-//! the store is opening — then opens the store itself and checks:
+//! each upload (`put`). The parent SIGKILLs it at a seeded random moment, then opens the
+//! store itself and checks:
 //!
 //! - each manifest is wholly the last acknowledged version, or wholly the update in flight
 //!   at the kill (a put's list or a delete's absence);

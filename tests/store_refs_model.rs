@@ -2,25 +2,31 @@
 //! interleavings of manifest puts (new and replacing), manifest deletes, chunk puts, whole
 //! reads and deletes, sweeps, GC-clock advances and restarts, on a store small enough that
 //! PUTs evict, each step checked against an in-memory model of what the store must hold.
+//! Run in five modes ([`Mode`]): eviction only in PUTs (exact), the background evictor,
+//! `gc_unreferenced`, no pinning, and the evictor with `gc_unreferenced`.
 //!
 //! The model knows the manifests, and for each chunk of a pool of [`POOL`] whether it is
 //! stored and whether (and since when) it is expired. What it cannot predict is which
 //! unreferenced chunks eviction takes: after every step it asks the store which pool
-//! chunks are still there and lets an unreferenced one go (forgetting its expiry), but
-//! only in a step that may evict — a PUT, when the background evictor is off. A chunk a
-//! live manifest names and that was stored going missing, at any step, is the failure
-//! this test exists for.
+//! chunks are still there and lets an unreferenced one go, but only in a step that may
+//! evict — a PUT, when the background evictor is off. A chunk a live manifest names and
+//! that was stored going missing, at any step, is the failure this test exists for.
 //!
 //! Checked after every step: which chunks are stored; `chunk_refs` of every pool chunk
 //! (the count, or the expiry time, or unreferenced); `manifest()` of every name and
 //! `manifest_names()`; and `gc_stats()`. Checked at the step: each manifest put's answer
 //! (`created`, `chunks`, `distinct`, `missing` in order), each chunk put's outcome, each
-//! read's bytes, each delete's answer, each sweep's report, and that a 507 comes only when
-//! everything left in the store is referenced.
+//! read's bytes, each delete's answer, each sweep's report, that a 507 comes only when
+//! everything left in the store is referenced (and says how much is pinned), and that a
+//! PUT evicts expired chunks before any other.
 //!
-//! A failure names the seed and step and prints the steps that led to it. To replay one
-//! seed with every step printed:
-//! `CHUNKD_MODEL_SEED=0x… cargo test --test store_refs_model -- --nocapture`.
+//! Where the store is asynchronous or lazy by design, the model follows it and says so:
+//! a read's cancellation of an expiry is recorded by the commit thread in the background
+//! ([`Model::cancel`]); an expired chunk that is evicted or deleted keeps its expiry until
+//! a sweep ends it ([`Model::removed`]).
+//!
+//! A failure names the seed and step and prints the steps that led to it, with the
+//! command that replays that seed printing every step and the model's state.
 
 mod common;
 

@@ -1,16 +1,23 @@
-//! Races of manifests against the two ways a chunk leaves the store (issue 13), on several
-//! threads at once, each a core with its own runtime:
+//! Races of manifests and GC on several threads at once, each a core with its own
+//! runtime (issue 13):
 //!
 //! - *a manifest put racing sweeps of the same chunks:* chunks expired past their grace;
-//!   one thread puts manifests naming them (1–4 each, overlapping) while two others sweep.
-//!   Whatever the interleaving, a chunk a put did not answer missing is stored and reads
-//!   back byte-exact afterwards; one it answered missing (the sweep won) is not stored,
-//!   and counts one reference either way. Batches larger than one sweep transaction are
-//!   included, so a manifest can land between two transactions of one sweep.
+//!   one thread puts manifests naming them (1–4 each, overlapping) while two others sweep,
+//!   starting at a seeded point. Whatever the interleaving, a chunk a put did not answer
+//!   missing is stored and reads back byte-exact afterwards; one it answered missing (the
+//!   sweep won) is not stored, and counts one reference either way. Batches larger than
+//!   one sweep transaction are included, so a manifest can land between two transactions
+//!   of one sweep.
 //! - *eviction racing a manifest that pins a chunk:* a small store under PUT pressure from
-//!   three threads, while a fourth puts a chunk and, after a varying number of other PUTs,
-//!   a manifest naming it: a chunk the manifest did not answer missing is never evicted
-//!   afterwards.
+//!   three threads, while a fourth puts a chunk (some first expired, so the first
+//!   victims) and, after a varying number of other PUTs, a manifest naming it: a chunk the
+//!   manifest did not answer missing is never evicted afterwards.
+//! - *a late cancellation:* a read's cancellation recorded after manifests expired the
+//!   chunk anew must not undo the newer expiry.
+//! - *PUTs racing the sweep of their own chunks* are never refused.
+//! - *`chunk_refs` racing the record of a cancellation* never shows the old expiry again.
+//! - *concurrent manifest work:* afterwards counts follow the manifests, memory equals
+//!   what a restart loads, and eviction can still make room.
 //!
 //! Every choice is seeded; the interleavings are the threads' own, so a failure names the
 //! iteration and the chunk.
