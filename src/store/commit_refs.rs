@@ -71,11 +71,19 @@ impl<E: Engine> Shared<E> {
     }
 }
 
-/// Handles a batch of requests: the cancelled expiries in one transaction, the rest one
-/// transaction each, in order.
+/// Handles a batch of requests in order: each run of cancelled expiries in one
+/// transaction, the rest one transaction each.
+///
+/// A run of cancellations is recorded before the request that follows it, not at the end
+/// of the batch: a manifest put behind it may name the chunk and the next one drop it
+/// again, expiring it anew, and a cancellation recorded after that would end the newer
+/// expiry (the chunk would never be swept).
 pub(super) fn handle<E: Engine>(shared: &Shared<E>, requests: Vec<RefsRequest>) {
     let mut unexpire = Vec::new();
     for request in requests {
+        if !matches!(request, RefsRequest::Unexpire { .. }) {
+            record_cancelled(shared, &mut unexpire);
+        }
         match request {
             RefsRequest::Unexpire { id } => unexpire.push(id),
             RefsRequest::PutManifest { name, ids, reply } => {
@@ -113,16 +121,23 @@ pub(super) fn handle<E: Engine>(shared: &Shared<E>, requests: Vec<RefsRequest>) 
             }
         }
     }
-    if !unexpire.is_empty() {
-        if let Err(error) = shared.catalog.unexpire(&unexpire) {
-            // The index still says `cancelled`, so no sweep deletes these; a restart
-            // forgets the cancellation (the catalog still has the expiry).
-            tracing::error!(%error, "recording cancelled expiries failed");
-            return;
-        }
-        for id in &unexpire {
-            uncancel(shared, id);
-        }
+    record_cancelled(shared, &mut unexpire);
+}
+
+/// Records the expiries reads cancelled (`unexpire`, emptied) in one transaction.
+fn record_cancelled<E: Engine>(shared: &Shared<E>, unexpire: &mut Vec<ChunkId>) {
+    if unexpire.is_empty() {
+        return;
+    }
+    if let Err(error) = shared.catalog.unexpire(unexpire) {
+        // The index still says `cancelled`, so no sweep deletes these; a restart
+        // forgets the cancellation (the catalog still has the expiry).
+        tracing::error!(%error, "recording cancelled expiries failed");
+        unexpire.clear();
+        return;
+    }
+    for id in unexpire.drain(..) {
+        uncancel(shared, &id);
     }
 }
 

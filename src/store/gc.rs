@@ -84,16 +84,20 @@ impl<E: Engine> Store<E> {
     /// Where chunk `id` stands with respect to the manifests (it need not be stored).
     pub fn chunk_refs(&self, id: &ChunkId) -> Result<RefState, StoreError> {
         let shared = self.shared();
+        // The index before the catalog: the commit thread records a cancelled expiry in
+        // the catalog first and clears the index's mark after, so in this order an old
+        // expiry is never paired with a mark already cleared (which said "expired" for a
+        // chunk a read had just saved).
+        let used = shared
+            .index
+            .get_with_flags(key_of(id))
+            .is_some_and(|(_, flags)| flags.cancelled);
         let Some(count) = shared.catalog.count(id)? else {
             return Ok(RefState::Unreferenced);
         };
         if count.refs > 0 {
             return Ok(RefState::Referenced { refs: count.refs });
         }
-        let used = shared
-            .index
-            .get_with_flags(key_of(id))
-            .is_some_and(|(_, flags)| flags.cancelled);
         Ok(if used {
             RefState::Unreferenced
         } else {

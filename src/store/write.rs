@@ -38,7 +38,12 @@ impl<E: Engine> LocalStore<E> {
         let shared = &*self.shared;
         if shared.index.get(key_of(chunk.id())).is_some() {
             match shared.catalog.get(chunk.id())? {
-                None => return Err(StoreError::PrefixTaken),
+                // Not in the catalog: another chunk with the same 64-bit prefix, or this
+                // one's removal (a sweep, an eviction, a DELETE) committed and not yet
+                // applied to the index. The insert's commit tells them apart (it checks
+                // the prefix in its transaction, after any removal before it): store it
+                // as new. Answering 409 here refused PUTs racing a sweep of their chunk.
+                None => {}
                 Some(_) if !lock(&shared.unrecoverable).contains(chunk.id()) => {
                     // A PUT of an expired chunk uses it as a read does.
                     self.touch(chunk.id());
