@@ -22,8 +22,8 @@
 //!
 //! Where the store is asynchronous or lazy by design, the model follows it and says so:
 //! a read's cancellation of an expiry is recorded by the commit thread in the background
-//! ([`Model::cancel`]); an expired chunk that is evicted or deleted keeps its expiry until
-//! a sweep ends it ([`Model::removed`]).
+//! ([`Model::cancel`]); an expired chunk that is evicted or deleted loses its expiry with
+//! it ([`Model::removed`]).
 //!
 //! A failure names the seed and step and prints the steps that led to it, with the
 //! command that replays that seed printing every step and the model's state.
@@ -340,12 +340,12 @@ impl Model {
         }
     }
 
-    /// The chunk is gone (evicted or deleted). An expiry it had stays, *stale*: the store
-    /// keeps it until a sweep past its grace ends it (or a PUT of the chunk, or a manifest
-    /// naming it), and `chunk_refs` says `Expired` meanwhile. That is the store's
-    /// behaviour, which the model follows; it is no loss of data.
+    /// The chunk is gone (evicted or deleted). An expiry it had ends with it, in the
+    /// removal's own transaction (a cancellation still pending has nothing left to do).
     fn removed(&mut self, i: usize) {
         self.stored[i] = false;
+        self.expired[i] = None;
+        self.pending_cancels.retain(|p| p.chunk != i);
     }
 
     fn ref_state(&self, i: usize, refs: &[u32]) -> RefState {

@@ -443,14 +443,22 @@ fn apply(
                 }
                 Some((id, record)) if record.generation == *generation => {
                     tables.chunks.remove(&id)?;
+                    catalog_refs::on_remove(tables, &id)?;
                     Ok(Applied::Removed(record))
                 }
                 _ => Ok(Applied::NotFound),
             }
         }
-        Change::Remove(id, None) => Ok(match tables.chunks.remove(id.as_bytes())? {
-            Some(old) => Applied::Removed(Record::decode(old.value())),
-            None => Applied::NotFound,
-        }),
+        Change::Remove(id, None) => {
+            let Some(old) = tables
+                .chunks
+                .remove(id.as_bytes())?
+                .map(|old| Record::decode(old.value()))
+            else {
+                return Ok(Applied::NotFound);
+            };
+            catalog_refs::on_remove(tables, id.as_bytes())?;
+            Ok(Applied::Removed(old))
+        }
     }
 }

@@ -299,6 +299,19 @@ pub(super) fn is_referenced(counts: &Counts<'_>, id: &[u8; 32]) -> Result<bool, 
     Ok(count_of(&counts.refs, id)?.is_some_and(|c| c.refs > 0))
 }
 
+/// Called in the transaction that removes stored chunk `id` (a DELETE, an eviction, a
+/// loss): its expiry, if it has one, ends with it; a reference count stays (a manifest
+/// still names the id, and its next put reports it missing).
+pub(super) fn on_remove(counts: &mut Counts<'_>, id: &[u8; 32]) -> Result<(), redb::Error> {
+    if let Some(count) = count_of(&counts.refs, id)?
+        && count.refs == 0
+    {
+        counts.refs.remove(id)?;
+        counts.expiry.remove(&expiry_key(count.expired_at_ms, id))?;
+    }
+    Ok(())
+}
+
 /// Cancels `id`'s expiry (a read used it): it becomes unreferenced. Returns whether it was
 /// expired.
 pub(super) fn unexpire(txn: &WriteTransaction, id: &ChunkId) -> Result<bool, redb::Error> {

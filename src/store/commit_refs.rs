@@ -125,7 +125,17 @@ pub(super) fn handle<E: Engine>(shared: &Shared<E>, requests: Vec<RefsRequest>) 
 }
 
 /// Records the expiries reads cancelled (`unexpire`, emptied) in one transaction.
+///
+/// Only cancellations still pending in the index (expired and marked used) are recorded: a
+/// cancellation that arrives after a manifest named the chunk again (and perhaps dropped
+/// it again, expiring it anew) is stale, and must not end the newer expiry.
 fn record_cancelled<E: Engine>(shared: &Shared<E>, unexpire: &mut Vec<ChunkId>) {
+    unexpire.retain(|id| {
+        shared
+            .index
+            .get_with_flags(key_of(id))
+            .is_some_and(|(_, flags)| flags.expired && flags.cancelled)
+    });
     if unexpire.is_empty() {
         return;
     }

@@ -71,25 +71,31 @@ impl<E: Engine> Shared<E> {
         let enough = |victims: &Vec<Victim>, picked: u64| {
             victims.len() >= max || (!victims.is_empty() && picked >= blocks)
         };
-        let expired: Vec<Key> = guard.expired.iter().copied().take(max).collect();
-        for key in expired {
-            if enough(&victims, picked) {
-                break;
-            }
-            let Some((entry, flags)) = self.index.get_with_flags(key) else {
+        // Expired chunks first; then ones a read used since they expired (the commit
+        // thread is putting those back into the policy, as unreferenced chunks: evictable
+        // all the same, so that a PUT never finds no room just because a cancellation is
+        // still on its way).
+        // (A bounded look: the set may hold many; used ones are few.)
+        let expired: Vec<Key> = guard.expired.iter().copied().take(4 * max).collect();
+        for used in [false, true] {
+            for &key in &expired {
+                if enough(&victims, picked) {
+                    break;
+                }
+                let Some((entry, flags)) = self.index.get_with_flags(key) else {
+                    guard.expired.remove(&key);
+                    continue;
+                };
+                if flags.cancelled != used || !self.index.mark_evicting(key) {
+                    continue;
+                }
                 guard.expired.remove(&key);
-                continue;
-            };
-            // A read used it: the commit thread is putting it back into the policy.
-            if flags.cancelled || !self.index.mark_evicting(key) {
-                continue;
+                picked += u64::from(extent_blocks(scheme, u64::from(entry.len_bytes)));
+                victims.push(Victim {
+                    key,
+                    generation: entry.generation,
+                });
             }
-            guard.expired.remove(&key);
-            picked += u64::from(extent_blocks(scheme, u64::from(entry.len_bytes)));
-            victims.push(Victim {
-                key,
-                generation: entry.generation,
-            });
         }
         if guard.policy.used_bytes() <= guard.pinned.policy_bytes {
             return victims;
