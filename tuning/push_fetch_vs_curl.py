@@ -172,7 +172,7 @@ def main():
     start = lambda: Node(node_chunkd, work, options.port, options.device_size, extra)
     parallel = str(options.parallel)
     cases = options.cases.split(",")
-    times = {"push": {"chunkd": [], "curl": []}, "fetch": {"chunkd": [], "curl": []}}
+    times = {"push": {"chunkd": [], "curl": []}, "fetch": {"chunkd": [], "curl": [], "curl alone": []}}
 
     def push_chunkd(node):
         run([chunkd, "push", str(packed), "--node", node.url, "--parallel", parallel, "--quiet"],
@@ -222,11 +222,14 @@ def main():
                         shutil.copy(packed / "manifest.json", curl_dir)
                         config = work / "get.curl"
                         curl_config(config, ids, node.url, curl_dir / "chunks", upload=False)
-                        seconds = timed(lambda: (curl(config, options.parallel), fetch_curl(node)))
+                        download = timed(lambda: curl(config, options.parallel))
+                        seconds = download + timed(lambda: fetch_curl(node))
+                        times["fetch"]["curl alone"].append(download)
                     if round_ == 0:
                         run(["cmp", str(out), str(image)])
                     times["fetch"][who].append(seconds)
-                    log(f"round {round_ + 1} fetch {who:6} {seconds:6.2f} s")
+                    detail = f" (GETs {download:.2f} s)" if who == "curl" else ""
+                    log(f"round {round_ + 1} fetch {who:6} {seconds:6.2f} s{detail}")
             finally:
                 node.stop()
     shutil.rmtree(curl_dir, ignore_errors=True)
@@ -240,6 +243,9 @@ def main():
         print(f"{case:5}: chunkd median {statistics.median(ours):.2f} s, {peer} median "
               f"{statistics.median(theirs):.2f} s, ratio {statistics.median(theirs) / statistics.median(ours):.2f}x "
               f"(per round: {ratios})")
+        if case == "fetch":
+            alone = statistics.median(times[case]["curl alone"])
+            print(f"       curl --parallel GETs alone median {alone:.2f} s, ratio {alone / statistics.median(ours):.2f}x")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,13 @@ impl Transport {
             let unit = (jitter.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             match attempts.failed(failure, unit) {
                 Next::Retry { wait, .. } => {
-                    tracing::debug!(node = self.nodes.name(node), %description, ?wait, "retrying {} {path}", method.name());
+                    tracing::debug!(
+                        node = self.nodes.name(node),
+                        %description,
+                        ?wait,
+                        "retrying {} {path}",
+                        method.name()
+                    );
                     std::thread::sleep(wait);
                 }
                 Next::GiveUp => {
