@@ -15,12 +15,17 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
+use super::catalog_refs::{self, Changed, Count, Due, Inserted};
+pub use super::catalog_tables::Record;
+use super::catalog_tables::{CHUNKS, key_bounds, prefix_bounds};
 use super::geometry::{SUPERBLOCK_BYTES, Superblock};
+use super::refs::ManifestPut;
 use crate::chunk::ChunkId;
 
-const CHUNKS: TableDefinition<&[u8; 32], &[u8; 16]> = TableDefinition::new("chunks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_SUPERBLOCK: &str = "superblock";
 /// Indexes of the devices not yet refilled (u32 little-endian each).
@@ -29,32 +34,6 @@ const META_REFILLING: &str = "refilling";
 /// written, so that a restart can tell its own half-written superblocks from another
 /// store's devices.
 const META_FORMAT_UUID: &str = "format-uuid";
-
-/// Where a stored chunk is, as the catalog keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub generation: u64,
-    pub offset_blocks: u32,
-    pub len_bytes: u32,
-}
-
-impl Record {
-    fn encode(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[0..8].copy_from_slice(&self.generation.to_le_bytes());
-        out[8..12].copy_from_slice(&self.offset_blocks.to_le_bytes());
-        out[12..16].copy_from_slice(&self.len_bytes.to_le_bytes());
-        out
-    }
-
-    fn decode(bytes: &[u8; 16]) -> Record {
-        Record {
-            generation: u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
-            offset_blocks: u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")),
-            len_bytes: u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")),
-        }
-    }
-}
 
 /// One change in a commit.
 pub enum Change {
@@ -71,13 +50,25 @@ pub enum Change {
 /// What a change did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
-    Inserted,
+    /// Stored; what the manifests say of it (see `catalog_refs::on_insert`).
+    Inserted(Inserted),
     /// The chunk was already stored (by an earlier or concurrent PUT): nothing changed.
     AlreadyPresent,
     /// Another chunk has the same 64-bit id prefix; this one cannot be indexed.
     PrefixTaken,
     Removed(Record),
     NotFound,
+    /// An eviction refused: a live manifest names the chunk and pinning is on.
+    Kept,
+}
+
+/// What commits need to know about references: the time, and the settings that decide
+/// whether a new chunk expires at once and whether a referenced one may be evicted.
+#[derive(Clone, Copy, Debug)]
+pub struct RefRules {
+    pub now_ms: u64,
+    pub expire_unreferenced: bool,
+    pub pin_referenced: bool,
 }
 
 /// The open catalog.
@@ -98,6 +89,7 @@ impl Catalog {
         let txn = db.begin_write()?;
         txn.open_table(CHUNKS)?;
         txn.open_table(META)?;
+        catalog_refs::create_tables(&txn)?;
         txn.commit()?;
         Ok(Catalog {
             db,
@@ -240,19 +232,139 @@ impl Catalog {
 
     /// Applies `changes` in one durable transaction (one fsync for the lot) and returns
     /// what each did.
-    pub fn commit(&self, changes: &[Change]) -> Result<Vec<Applied>, redb::Error> {
+    pub fn commit(&self, changes: &[Change], rules: RefRules) -> Result<Vec<Applied>, redb::Error> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        let applied = {
-            let mut table = txn.open_table(CHUNKS)?;
-            changes
-                .iter()
-                .map(|change| apply(&mut table, change))
-                .collect::<Result<Vec<_>, redb::Error>>()?
-        };
+        let mut applied = Vec::with_capacity(changes.len());
+        for change in changes {
+            applied.push(apply(&txn, change, rules)?);
+        }
         txn.commit()?;
         Ok(applied)
     }
+
+    /// Stores a manifest in one durable transaction (see `catalog_refs::put_manifest`).
+    pub(super) fn put_manifest(
+        &self,
+        name: &str,
+        ids: &[ChunkId],
+        now_ms: u64,
+    ) -> Result<(ManifestPut, Changed), redb::Error> {
+        let txn = self.begin_durable()?;
+        let done = catalog_refs::put_manifest(&txn, name, ids, now_ms)?;
+        txn.commit()?;
+        Ok(done)
+    }
+
+    /// Deletes a manifest in one durable transaction; `None` when there is none.
+    pub(super) fn delete_manifest(
+        &self,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<Option<Changed>, redb::Error> {
+        let txn = self.begin_durable()?;
+        let done = catalog_refs::delete_manifest(&txn, name, now_ms)?;
+        txn.commit()?;
+        Ok(done)
+    }
+
+    /// Cancels the expiries of `ids` (reads used them) in one transaction.
+    pub(super) fn unexpire(&self, ids: &[ChunkId]) -> Result<Vec<bool>, redb::Error> {
+        let txn = self.begin_durable()?;
+        let done = ids
+            .iter()
+            .map(|id| catalog_refs::unexpire(&txn, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        txn.commit()?;
+        Ok(done)
+    }
+
+    /// One sweep batch, one durable transaction: up to `limit` expiries due by `cutoff_ms`.
+    /// `claim` is asked for each one whose chunk is stored, before it is removed:
+    /// `Some(true)` to delete it, `Some(false)` when a read cancelled its deletion (it
+    /// stays, unreferenced), `None` to leave the expiry for a later sweep.
+    pub(super) fn sweep(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+        mut claim: impl FnMut(&Due) -> Option<bool>,
+    ) -> Result<Swept, redb::Error> {
+        let txn = self.begin_durable()?;
+        let due = catalog_refs::due(&txn, cutoff_ms, limit)?;
+        let mut swept = Swept {
+            found: due.len(),
+            ..Swept::default()
+        };
+        for one in &due {
+            let delete = match one.record {
+                Some(_) => match claim(one) {
+                    Some(delete) => delete,
+                    None => continue,
+                },
+                None => false,
+            };
+            swept.ended += 1;
+            if one.record.is_some() && !delete {
+                swept.cancelled += 1;
+            }
+            if let Some(record) = catalog_refs::end_expiry(&txn, one, delete)? {
+                swept.deleted.push((one.id, record));
+            }
+        }
+        txn.commit()?;
+        Ok(swept)
+    }
+
+    /// Expires every stored chunk no manifest names (`gc_unreferenced` at open).
+    pub(super) fn expire_unreferenced(&self, now_ms: u64) -> Result<Vec<ChunkId>, redb::Error> {
+        let txn = self.begin_durable()?;
+        let done = catalog_refs::expire_unreferenced(&txn, now_ms)?;
+        txn.commit()?;
+        Ok(done)
+    }
+
+    /// The ids manifest `name` lists, in order.
+    pub(super) fn manifest(&self, name: &str) -> Result<Option<Vec<ChunkId>>, redb::Error> {
+        catalog_refs::manifest(&self.db.begin_read()?, name)
+    }
+
+    /// Every manifest's name, sorted.
+    pub(super) fn manifest_names(&self) -> Result<Vec<String>, redb::Error> {
+        catalog_refs::manifest_names(&self.db.begin_read()?)
+    }
+
+    /// `id`'s reference count entry.
+    pub(super) fn count(&self, id: &ChunkId) -> Result<Option<Count>, redb::Error> {
+        catalog_refs::count(&self.db.begin_read()?, id)
+    }
+
+    /// Expiries not yet ended.
+    pub(super) fn expiries(&self) -> Result<u64, redb::Error> {
+        catalog_refs::expiries(&self.db.begin_read()?)
+    }
+
+    /// Every reference count entry and the number of manifests.
+    pub(super) fn load_refs(&self) -> Result<(Vec<(ChunkId, Count)>, u64), redb::Error> {
+        catalog_refs::load(&self.db.begin_read()?)
+    }
+
+    fn begin_durable(&self) -> Result<redb::WriteTransaction, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        Ok(txn)
+    }
+}
+
+/// What one sweep batch did.
+#[derive(Debug, Default)]
+pub(super) struct Swept {
+    /// Expiries due that it looked at, and those it ended (the others were left).
+    pub(super) found: usize,
+    pub(super) ended: usize,
+    /// Chunks deleted, with their records.
+    pub(super) deleted: Vec<(ChunkId, Record)>,
+    /// Stored chunks whose deletion a read had cancelled.
+    pub(super) cancelled: u64,
 }
 
 /// Creates an empty catalog at `path`, all or nothing: it is built under a temporary name
@@ -273,6 +385,7 @@ fn create_atomically(path: &Path) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(CHUNKS)?;
     txn.open_table(META)?;
+    catalog_refs::create_tables(&txn)?;
     txn.commit()?;
     drop(db);
     std::fs::rename(&fresh, path)?;
@@ -282,32 +395,35 @@ fn create_atomically(path: &Path) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn apply(
-    table: &mut redb::Table<&[u8; 32], &[u8; 16]>,
-    change: &Change,
-) -> Result<Applied, redb::Error> {
+fn apply(txn: &WriteTransaction, change: &Change, rules: RefRules) -> Result<Applied, redb::Error> {
     match change {
         Change::Insert(id, record) => {
-            if table.get(id.as_bytes())?.is_some() {
-                return Ok(Applied::AlreadyPresent);
+            {
+                let mut table = txn.open_table(CHUNKS)?;
+                if table.get(id.as_bytes())?.is_some() {
+                    return Ok(Applied::AlreadyPresent);
+                }
+                let (low, high) = prefix_bounds(id);
+                if table.range::<&[u8; 32]>(&low..=&high)?.next().is_some() {
+                    return Ok(Applied::PrefixTaken);
+                }
+                table.insert(id.as_bytes(), &record.encode())?;
             }
-            let (low, high) = prefix_bounds(id);
-            if table.range::<&[u8; 32]>(&low..=&high)?.next().is_some() {
-                return Ok(Applied::PrefixTaken);
-            }
-            table.insert(id.as_bytes(), &record.encode())?;
-            Ok(Applied::Inserted)
+            let refs = catalog_refs::on_insert(txn, id, rules.now_ms, rules.expire_unreferenced)?;
+            Ok(Applied::Inserted(refs))
         }
         Change::Remove(id, Some(generation)) => {
-            let current = table
+            let current = txn
+                .open_table(CHUNKS)?
                 .get(id.as_bytes())?
                 .map(|record| Record::decode(record.value()).generation);
             if current != Some(*generation) {
                 return Ok(Applied::NotFound);
             }
-            apply(table, &Change::Remove(*id, None))
+            apply(txn, &Change::Remove(*id, None), rules)
         }
         Change::Evict(key, generation) => {
+            let mut table = txn.open_table(CHUNKS)?;
             let (low, high) = key_bounds(*key);
             let found = match table.range::<&[u8; 32]>(&low..=&high)?.next() {
                 Some(row) => {
@@ -317,6 +433,9 @@ fn apply(
                 None => None,
             };
             match found {
+                Some((id, _)) if rules.pin_referenced && catalog_refs::is_referenced(txn, &id)? => {
+                    Ok(Applied::Kept)
+                }
                 Some((id, record)) if record.generation == *generation => {
                     table.remove(&id)?;
                     Ok(Applied::Removed(record))
@@ -324,23 +443,9 @@ fn apply(
                 _ => Ok(Applied::NotFound),
             }
         }
-        Change::Remove(id, None) => Ok(match table.remove(id.as_bytes())? {
+        Change::Remove(id, None) => Ok(match txn.open_table(CHUNKS)?.remove(id.as_bytes())? {
             Some(old) => Applied::Removed(Record::decode(old.value())),
             None => Applied::NotFound,
         }),
     }
-}
-
-/// The smallest and largest ids that share `id`'s first 8 bytes (the index key).
-fn prefix_bounds(id: &ChunkId) -> ([u8; 32], [u8; 32]) {
-    let key = u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
-    key_bounds(key)
-}
-
-/// The smallest and largest ids whose index key is `key`.
-fn key_bounds(key: u64) -> ([u8; 32], [u8; 32]) {
-    let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
-    low[..8].copy_from_slice(&key.to_le_bytes());
-    high[..8].copy_from_slice(&key.to_le_bytes());
-    (low, high)
 }

@@ -27,6 +27,7 @@ use crossbeam::channel::Receiver;
 use tokio::sync::oneshot;
 
 use super::catalog::{Applied, Change, Record};
+use super::commit_refs::{self, RefsRequest};
 use super::device::{DeviceHandle, Engine};
 use super::error::StoreError;
 use super::flash::policy_size;
@@ -67,6 +68,8 @@ pub(super) enum Request {
     /// Record the devices that went offline for refill (no reply: every batch does it
     /// first; this only wakes the thread).
     RecordRefills,
+    /// Manifests and GC (see `commit_refs`): after the batch's chunk changes, in order.
+    Refs(RefsRequest),
 }
 
 /// Starts the commit thread; it ends when every sender is dropped.
@@ -90,12 +93,19 @@ pub(super) fn spawn<E: Engine>(
 /// batch's inserts and removals in one catalog transaction and answers each request.
 fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     let now = Instant::now();
-    let batch: Vec<Request> = batch
-        .into_iter()
-        .filter(|r| !matches!(r, Request::RecordRefills))
-        .collect();
+    let mut refs = Vec::new();
+    let mut chunks = Vec::with_capacity(batch.len());
+    for request in batch {
+        match request {
+            Request::RecordRefills => {}
+            Request::Refs(request) => refs.push(request),
+            other => chunks.push(other),
+        }
+    }
+    let batch = chunks;
     if batch.is_empty() {
         shared.record_refills();
+        commit_refs::handle(shared, refs);
         return;
     }
     let counters = &shared.counters;
@@ -134,10 +144,10 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
             Request::Evict {
                 key, generation, ..
             } => Some(Change::Evict(*key, *generation)),
-            Request::RecordRefills => None,
+            Request::RecordRefills | Request::Refs(_) => None,
         })
         .collect();
-    let committed = shared.catalog.commit(&changes);
+    let committed = shared.catalog.commit(&changes, shared.ref_rules());
     counters
         .commit_catalog_us
         .fetch_add(micros(flushed.elapsed()), Ordering::Relaxed);
@@ -154,6 +164,7 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
             }
         }
     }
+    commit_refs::handle(shared, refs);
 }
 
 /// Applies a committed outcome to memory and answers the request.
@@ -166,19 +177,16 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
             reply,
         } => {
             let group = shared.geometry.placement(&id).group;
-            if matches!(outcome, Ok(Applied::Inserted)) {
+            if let Some(refs) = commit_refs::inserted(&outcome) {
                 let entry = entry_of(&id, &record);
-                shared.index.insert(entry, Flags::default());
                 shared.chunks_per_group[group].fetch_add(1, Ordering::Relaxed);
                 shared
                     .flash
                     .bytes
                     .fetch_add(u64::from(record.len_bytes), Ordering::Relaxed);
-                let size = policy_size(shared.config.scheme, record.len_bytes);
                 let mut guard = lock(&shared.groups[group]);
-                if guard.policy.insert(entry.key, size) == Queue::Main {
-                    shared.index.set_policy(entry.key, 0, true);
-                }
+                shared.index.insert(entry, Flags::default());
+                commit_refs::place_inserted(shared, &mut guard, &entry, refs);
             } else {
                 // The chunk never became visible: its space can be reused at once.
                 lock(&shared.groups[group])
@@ -197,6 +205,9 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
         Request::Evict {
             group, key, reply, ..
         } => {
+            if let Ok(Applied::Kept) = &outcome {
+                commit_refs::kept(shared, group, key);
+            }
             if let Ok(Applied::Removed(record)) = &outcome {
                 let entry = Entry {
                     key,
@@ -208,14 +219,16 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
             }
             let _ = reply.send(outcome);
         }
-        Request::RecordRefills => {}
+        Request::RecordRefills | Request::Refs(_) => {}
     }
 }
 
 /// Applies a committed removal of `entry` from `group` to memory: the index, the policy
-/// (unless the policy gave it up itself: an eviction, or a delete racing one) and the
-/// free space, freed after the index removal so that `grace` covers every read of it.
-fn removed<E: Engine>(shared: &Shared<E>, group: usize, entry: &Entry, evicted: bool) {
+/// (unless the chunk was not in it: pinned ones are, expired and evicting ones are not),
+/// the expired set, the pinned counts, and the free space, freed after the index removal
+/// so that `grace` covers every read of it. `evicted`: the caller took it out of the
+/// policy itself.
+pub(super) fn removed<E: Engine>(shared: &Shared<E>, group: usize, entry: &Entry, evicted: bool) {
     let scheme = shared.config.scheme;
     shared.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
     shared
@@ -223,18 +236,22 @@ fn removed<E: Engine>(shared: &Shared<E>, group: usize, entry: &Entry, evicted: 
         .bytes
         .fetch_sub(u64::from(entry.len_bytes), Ordering::Relaxed);
     let mut guard = lock(&shared.groups[group]);
-    if let Some(flags) = shared.index.remove_if(entry.key, entry)
-        && !evicted
-        && !flags.evicting
-    {
-        let queue = if flags.main {
-            Queue::Main
-        } else {
-            Queue::Small
-        };
-        guard
-            .policy
-            .removed(entry.key, policy_size(scheme, entry.len_bytes), queue);
+    if let Some(flags) = shared.index.remove_if(entry.key, entry) {
+        if flags.pinned {
+            guard.pinned.add(scheme, entry.len_bytes, -1);
+        }
+        if flags.expired {
+            guard.expired.remove(&entry.key);
+        } else if !evicted && !flags.evicting {
+            let queue = if flags.main {
+                Queue::Main
+            } else {
+                Queue::Small
+            };
+            guard
+                .policy
+                .removed(entry.key, policy_size(scheme, entry.len_bytes), queue);
+        }
     }
     let blocks = extent_blocks(scheme, u64::from(entry.len_bytes));
     guard

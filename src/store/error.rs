@@ -10,7 +10,8 @@ pub enum StoreError {
     #[error("chunk of {len_bytes} bytes is larger than the {max_bytes}-byte limit")]
     TooLarge { len_bytes: u64, max_bytes: u32 },
     #[error(
-        "no space for a chunk of {len_bytes} bytes (its group's largest free run is {largest_free_bytes} bytes){}",
+        "no space for a chunk of {len_bytes} bytes (its group's largest free run is {largest_free_bytes} bytes){}{}",
+        pinned_note(*pinned_chunks, *pinned_bytes),
         quarantine_note(*quarantined_bytes, *retry_after)
     )]
     NoSpace {
@@ -21,6 +22,10 @@ pub enum StoreError {
         /// When the group's pending space is usable again (zero: once the reads in flight
         /// end); `None` when nothing is pending (nothing could be evicted either).
         retry_after: Option<std::time::Duration>,
+        /// Chunks of the group that live manifests name, which eviction may not take, and
+        /// their bytes (lengths).
+        pinned_chunks: u64,
+        pinned_bytes: u64,
     },
     #[error("byte range {start}..{end} is outside a chunk of {len_bytes} bytes")]
     BadRange {
@@ -50,6 +55,16 @@ impl From<redb::Error> for StoreError {
     fn from(error: redb::Error) -> StoreError {
         StoreError::Catalog(error.to_string())
     }
+}
+
+/// The part of a "no space" message that says how much is pinned by manifests.
+fn pinned_note(pinned_chunks: u64, pinned_bytes: u64) -> String {
+    if pinned_chunks == 0 {
+        return String::new();
+    }
+    format!(
+        "; {pinned_chunks} chunks ({pinned_bytes} bytes) of the group are named by live manifests, which a node without an origin never evicts: delete manifests or add devices"
+    )
 }
 
 /// The part of a "no space" message that says when quarantined space returns.

@@ -59,14 +59,42 @@ pub(super) struct Victim {
 }
 
 impl<E: Engine> Shared<E> {
-    /// Takes victims out of `group`'s policy until they hold at least `blocks` blocks (at
-    /// least one victim), at most `max`; marks each `evicting`.
+    /// Takes victims until they hold at least `blocks` blocks (at least one victim), at
+    /// most `max`: expired chunks first (no manifest names them and a sweep will delete
+    /// them), then what `group`'s policy gives up; marks each `evicting`. Returns none at
+    /// once when every chunk the policy holds is pinned.
     pub(super) fn pick_victims(&self, group: usize, blocks: u64, max: usize) -> Vec<Victim> {
         let scheme = self.config.scheme;
         let mut victims = Vec::new();
         let mut picked = 0u64;
         let mut guard = lock(&self.groups[group]);
-        while victims.len() < max && (victims.is_empty() || picked < blocks) {
+        let enough = |victims: &Vec<Victim>, picked: u64| {
+            victims.len() >= max || (!victims.is_empty() && picked >= blocks)
+        };
+        let expired: Vec<Key> = guard.expired.iter().copied().take(max).collect();
+        for key in expired {
+            if enough(&victims, picked) {
+                break;
+            }
+            let Some((entry, flags)) = self.index.get_with_flags(key) else {
+                guard.expired.remove(&key);
+                continue;
+            };
+            // A read used it: the commit thread is putting it back into the policy.
+            if flags.cancelled || !self.index.mark_evicting(key) {
+                continue;
+            }
+            guard.expired.remove(&key);
+            picked += u64::from(extent_blocks(scheme, u64::from(entry.len_bytes)));
+            victims.push(Victim {
+                key,
+                generation: entry.generation,
+            });
+        }
+        if guard.policy.used_bytes() <= guard.pinned.policy_bytes {
+            return victims;
+        }
+        while !enough(&victims, picked) {
             let mut entries = IndexEntries {
                 index: &self.index,
                 scheme,
@@ -107,6 +135,10 @@ impl<E: Engine> Shared<E> {
             return;
         }
         self.index.set_evicting(victim.key, false);
+        if flags.expired {
+            guard.expired.insert(victim.key);
+            return;
+        }
         // Back into the queue it left, not through `insert`: the policy has just put the
         // key in its ghost, and an insert would count that as a ghost hit and promote it.
         let queue = if flags.main {

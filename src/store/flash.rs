@@ -5,13 +5,14 @@
 //!
 //! **Architecture invariant:** plain data and arithmetic; no I/O, no threads.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam::utils::CachePadded;
 
 use super::geometry::DEVICE_BLOCK_BYTES;
 use super::grace::{SLOTS, slot};
-use super::index::{Entry, Index};
+use super::index::{Entry, Flags, Index};
 use super::shard::extent_blocks;
 use super::space::GroupSpace;
 use crate::cache::policy::{Entries, Key, Queue, S3Fifo};
@@ -20,7 +21,40 @@ use crate::erasure::Scheme;
 /// One group's free space and eviction policy, behind one lock.
 pub(super) struct Group {
     pub(super) space: GroupSpace,
+    /// Every chunk of the group that is neither expired nor being evicted (pinned ones
+    /// too: the policy skips them in O(1), see `evict`).
     pub(super) policy: S3Fifo,
+    /// The group's expired chunks (index keys): out of the policy, evicted first.
+    pub(super) expired: HashSet<Key>,
+    /// The group's pinned chunks: how many, their lengths and their policy sizes.
+    pub(super) pinned: Pinned,
+}
+
+/// Pinned chunks of a group.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Pinned {
+    pub(super) chunks: u64,
+    pub(super) len_bytes: u64,
+    pub(super) policy_bytes: u64,
+}
+
+impl Pinned {
+    /// Counts a chunk of `len_bytes` pinned (`by = 1`) or unpinned (`by = -1`).
+    pub(super) fn add(&mut self, scheme: Scheme, len_bytes: u32, by: i64) {
+        let step = |total: &mut u64, n: u64| {
+            *total = if by > 0 {
+                *total + n
+            } else {
+                total.saturating_sub(n)
+            };
+        };
+        step(&mut self.chunks, 1);
+        step(&mut self.len_bytes, u64::from(len_bytes));
+        step(
+            &mut self.policy_bytes,
+            u64::from(policy_size(scheme, len_bytes)),
+        );
+    }
 }
 
 impl Group {
@@ -29,6 +63,8 @@ impl Group {
         Group {
             space,
             policy: S3Fifo::new(capacity),
+            expired: HashSet::new(),
+            pinned: Pinned::default(),
         }
     }
 }
@@ -144,18 +180,29 @@ impl Entries for IndexEntries<'_> {
     }
 }
 
-/// A group of `total_blocks` holding `chunks` (each with its extent's blocks), its policy
-/// refilled in generation (write) order: after a restart the oldest written go first
-/// unless hit again. Fails when the chunks' runs overlap or pass the group's end.
+/// A group of `total_blocks` holding `chunks` (each with its extent's blocks and its
+/// flags from the manifests), its policy refilled in generation (write) order: after a
+/// restart the oldest written go first unless hit again. Expired chunks go to the expired
+/// set instead, pinned ones are counted. Fails when the chunks' runs overlap or pass the
+/// group's end.
 pub(super) fn loaded_group(
     total_blocks: u64,
-    mut chunks: Vec<(Entry, u32)>,
+    mut chunks: Vec<(Entry, u32, Flags)>,
     scheme: Scheme,
 ) -> Result<Group, String> {
-    let used = chunks.iter().map(|(e, blocks)| (e.offset_blocks, *blocks));
+    let used = chunks
+        .iter()
+        .map(|(e, blocks, _)| (e.offset_blocks, *blocks));
     let mut group = Group::new(GroupSpace::new(total_blocks, used.collect())?);
-    chunks.sort_unstable_by_key(|(entry, _)| entry.generation);
-    for (entry, _) in chunks {
+    chunks.sort_unstable_by_key(|(entry, _, _)| entry.generation);
+    for (entry, _, flags) in chunks {
+        if flags.expired {
+            group.expired.insert(entry.key);
+            continue;
+        }
+        if flags.pinned {
+            group.pinned.add(scheme, entry.len_bytes, 1);
+        }
         // No hit counts or queues are kept across a restart: all start small, unhit.
         group.policy.restore(
             entry.key,

@@ -20,6 +20,7 @@ use super::device::{Device, DeviceHandle, Engine};
 use super::error::StoreError;
 use super::evict::Evictor;
 use super::flash::FlashStats;
+use super::gc::Sweeper;
 use super::geometry::{self, Geometry};
 use super::header_cache::HeaderCache;
 use super::health::{DeviceState, Health};
@@ -39,8 +40,9 @@ pub struct Store<E: Engine> {
 /// What a [`Store`] owns: the shared state, the commit thread and the repair queue.
 pub(super) struct StoreInner<E: Engine> {
     pub(super) shared: Arc<Shared<E>>,
-    /// Stopped before the commit thread: it sends to it.
+    /// Stopped before the commit thread: they send to it.
     pub(super) evictor: Option<Evictor>,
+    pub(super) sweeper: Option<Sweeper>,
     pub(super) commits: Option<crossbeam::channel::Sender<Request>>,
     pub(super) committer: Option<JoinHandle<()>>,
     pub(super) repairs: Queue,
@@ -60,6 +62,7 @@ impl<E: Engine> Drop for StoreInner<E> {
         // joining it releases the catalog file, so the store can be opened again. The
         // evictor holds a sender too: it stops first.
         drop(self.evictor.take());
+        drop(self.sweeper.take());
         drop(self.commits.take());
         if let Some(committer) = self.committer.take() {
             let _ = committer.join();
@@ -229,12 +232,24 @@ impl<E: Engine> Store<E> {
         self.shared().flash_stats()
     }
 
-    /// Pins chunk `id` (it is never evicted) or unpins it; returns whether it is stored.
-    /// For issue 13's live-manifest chunks; nothing but tests sets it yet.
+    /// Pins chunk `id` (it is never evicted) or unpins it by hand; returns whether it is
+    /// stored (and not being evicted). Manifests pin what they name by themselves; this is
+    /// for tests and tools, and a manifest change may undo it.
     pub fn set_pinned(&self, id: &ChunkId, pinned: bool) -> bool {
-        self.shared()
-            .index
-            .set_pinned(super::index::key_of(id), pinned)
+        let shared = self.shared();
+        let key = super::index::key_of(id);
+        let mut guard = lock(&shared.groups[shared.geometry.placement(id).group]);
+        let Some((entry, before)) = shared.index.get_with_flags(key) else {
+            return false;
+        };
+        if !shared.index.set_pinned(key, pinned) {
+            return false;
+        }
+        if before.pinned != pinned {
+            let by = if pinned { 1 } else { -1 };
+            guard.pinned.add(shared.config.scheme, entry.len_bytes, by);
+        }
+        true
     }
 
     /// A snapshot of device and repair health.

@@ -58,6 +58,9 @@ const FREQ_MASK: u8 = 0b11;
 const MAIN: u8 = 1 << 2;
 const PINNED: u8 = 1 << 3;
 const EVICTING: u8 = 1 << 4;
+const REFERENCED: u8 = 1 << 5;
+const EXPIRED: u8 = 1 << 6;
+const CANCELLED: u8 = 1 << 7;
 
 /// The eviction policy's state of one chunk, kept in its index entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,10 +69,17 @@ pub struct Flags {
     pub freq: u8,
     /// In the policy's main queue (else the small one).
     pub main: bool,
-    /// Not to be evicted (issue 13's live-manifest chunks; nothing sets it yet but tests).
+    /// Not to be evicted: a live manifest names it on a node without an origin.
     pub pinned: bool,
     /// Given up by the policy and being removed (no longer in its queues).
     pub evicting: bool,
+    /// A live manifest names it (pinned too unless an origin can fill it again).
+    pub referenced: bool,
+    /// No manifest names it any more and a sweep will delete it: out of the policy's
+    /// queues, in its group's expired set, evicted before anything else.
+    pub expired: bool,
+    /// Expired, and a read has since used it: the commit thread is cancelling the expiry.
+    pub cancelled: bool,
 }
 
 impl Flags {
@@ -80,6 +90,9 @@ impl Flags {
             main: bits & MAIN != 0,
             pinned: bits & PINNED != 0,
             evicting: bits & EVICTING != 0,
+            referenced: bits & REFERENCED != 0,
+            expired: bits & EXPIRED != 0,
+            cancelled: bits & CANCELLED != 0,
         }
     }
 
@@ -87,7 +100,10 @@ impl Flags {
         let bits = (self.freq.min(3) & FREQ_MASK)
             | if self.main { MAIN } else { 0 }
             | if self.pinned { PINNED } else { 0 }
-            | if self.evicting { EVICTING } else { 0 };
+            | if self.evicting { EVICTING } else { 0 }
+            | if self.referenced { REFERENCED } else { 0 }
+            | if self.expired { EXPIRED } else { 0 }
+            | if self.cancelled { CANCELLED } else { 0 };
         u64::from(bits) << FLAGS_SHIFT
     }
 }
@@ -130,7 +146,7 @@ impl Slot {
     /// Changes the flags with `change` (a CAS loop; returns at once when nothing changes).
     /// As `update`, but `change` may refuse (`None`); returns whether the flags now are
     /// what it asked for.
-    fn try_update(&self, change: impl Fn(Flags) -> Option<Flags>) -> bool {
+    fn try_update(&self, mut change: impl FnMut(Flags) -> Option<Flags>) -> bool {
         self.tagged
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tagged| {
                 let after = change(Flags::decode(tagged))?;
@@ -148,6 +164,37 @@ impl Slot {
                 (after != before).then(|| (tagged & (GENERATION_LIMIT - 1)) | after.encode())
             });
     }
+}
+
+/// What a hit found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    Absent,
+    Present,
+    /// Present, expired, and not used since it expired.
+    Expired,
+}
+
+/// Chunks and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+impl Count {
+    fn add(&mut self, bytes: u64) {
+        self.chunks += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// See [`Index::tally`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub referenced: Count,
+    pub pinned: Count,
+    pub expired: Count,
 }
 
 /// The index. Cheap to share behind an `Arc`.
@@ -256,19 +303,89 @@ impl Index {
     }
 
     /// Counts a hit of the entry with `key` (its count goes up to 3) under the shard's read
-    /// lock; returns whether the entry is there.
-    pub fn hit(&self, key: u64) -> bool {
+    /// lock; says whether the entry is there and whether it is expired (and not yet
+    /// cancelled), which the caller must handle (see `refs`).
+    pub fn hit(&self, key: u64) -> Hit {
         let table = self.read(key);
         let Some(slot) = table.find(key, |e| e.key == key) else {
-            return false;
+            return Hit::Absent;
         };
-        if slot.flags().freq < 3 {
+        let flags = slot.flags();
+        if flags.freq < 3 {
             slot.update(|f| Flags {
                 freq: (f.freq + 1).min(3),
                 ..f
             });
         }
-        true
+        if flags.expired && !flags.cancelled {
+            Hit::Expired
+        } else {
+            Hit::Present
+        }
+    }
+
+    /// Marks an expired entry as used (its expiry to be cancelled), unless it is being
+    /// removed; returns whether it did. Atomic against [`Index::claim_expired`].
+    pub fn cancel_expiry(&self, key: u64) -> bool {
+        match self.read(key).find(key, |e| e.key == key) {
+            Some(slot) => slot.try_update(|f| {
+                (f.expired && !f.cancelled && !f.evicting).then_some(Flags {
+                    cancelled: true,
+                    ..f
+                })
+            }),
+            None => false,
+        }
+    }
+
+    /// Marks the entry with `key` and `generation`, expired and not used since, as being
+    /// removed (by a sweep); returns whether it did.
+    pub fn claim_expired(&self, key: u64, generation: u64) -> bool {
+        match self.read(key).find(key, |e| e.key == key) {
+            Some(slot) if slot.entry().generation == generation => slot.try_update(|f| {
+                (f.expired && !f.cancelled && !f.evicting && !f.pinned).then_some(Flags {
+                    evicting: true,
+                    ..f
+                })
+            }),
+            _ => false,
+        }
+    }
+
+    /// Changes the entry's flags with `change`; returns them as they were, or `None` if
+    /// the entry is not there.
+    pub fn modify(&self, key: u64, change: impl Fn(Flags) -> Flags) -> Option<Flags> {
+        let table = self.read(key);
+        let slot = table.find(key, |e| e.key == key)?;
+        let mut before = None;
+        slot.try_update(|f| {
+            before = Some(f);
+            Some(change(f))
+        });
+        before
+    }
+
+    /// Chunks and bytes (lengths) referenced, pinned and expired, counted over the whole
+    /// index (a few milliseconds a million chunks; for metrics).
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for shard in self.shards.iter() {
+            let table = shard.read().unwrap_or_else(|p| p.into_inner());
+            for slot in table.iter() {
+                let flags = slot.flags();
+                let len = u64::from(slot.len_bytes);
+                if flags.referenced {
+                    tally.referenced.add(len);
+                }
+                if flags.pinned {
+                    tally.pinned.add(len);
+                }
+                if flags.expired && !flags.cancelled {
+                    tally.expired.add(len);
+                }
+            }
+        }
+        tally
     }
 
     /// Sets the policy's part of the flags (count and queue), keeping the pin.
@@ -374,7 +491,7 @@ mod tests {
         };
         index.insert(big, Flags::default());
         for hits in 1..=5u8 {
-            assert!(index.hit(big.key));
+            assert_eq!(index.hit(big.key), Hit::Present);
             let (got, flags) = index.get_with_flags(big.key).unwrap();
             assert_eq!(got, big, "the generation is untouched");
             assert_eq!(flags.freq, hits.min(3));
@@ -388,7 +505,7 @@ mod tests {
                 freq: 0,
                 main: true,
                 pinned: true,
-                evicting: false
+                ..Flags::default()
             }
         );
         index.set_policy(big.key, 2, false);
@@ -397,8 +514,76 @@ mod tests {
             index.remove_if(big.key, &big).map(|f| (f.freq, f.main)),
             Some((2, false))
         );
-        assert!(!index.hit(big.key));
+        assert_eq!(index.hit(big.key), Hit::Absent);
         assert!(!index.set_pinned(big.key, true));
+    }
+
+    #[test]
+    fn every_flag_survives_the_round_trip_alone_and_an_expired_hit_is_told() {
+        let index = Index::default();
+        let one = entry(9);
+        let all = [
+            Flags {
+                freq: 3,
+                ..Flags::default()
+            },
+            Flags {
+                main: true,
+                ..Flags::default()
+            },
+            Flags {
+                pinned: true,
+                ..Flags::default()
+            },
+            Flags {
+                evicting: true,
+                ..Flags::default()
+            },
+            Flags {
+                referenced: true,
+                ..Flags::default()
+            },
+            Flags {
+                expired: true,
+                ..Flags::default()
+            },
+            Flags {
+                cancelled: true,
+                ..Flags::default()
+            },
+        ];
+        for flags in all {
+            index.insert(one, flags);
+            assert_eq!(index.get_with_flags(one.key), Some((one, flags)));
+        }
+        index.insert(
+            one,
+            Flags {
+                expired: true,
+                ..Flags::default()
+            },
+        );
+        assert_eq!(index.hit(one.key), Hit::Expired);
+        assert!(index.cancel_expiry(one.key));
+        assert!(!index.cancel_expiry(one.key), "once");
+        assert_eq!(index.hit(one.key), Hit::Present, "used: no longer told");
+        assert!(
+            !index.claim_expired(one.key, one.generation),
+            "a used chunk is not swept"
+        );
+        index.insert(
+            one,
+            Flags {
+                expired: true,
+                ..Flags::default()
+            },
+        );
+        assert!(
+            !index.claim_expired(one.key, one.generation + 1),
+            "another copy"
+        );
+        assert!(index.claim_expired(one.key, one.generation));
+        assert!(!index.cancel_expiry(one.key), "too late once claimed");
     }
 
     #[test]

@@ -35,8 +35,11 @@
 
 mod aligned;
 mod catalog;
+mod catalog_refs;
+mod catalog_tables;
 mod chunk_buffer;
 mod commit;
+mod commit_refs;
 mod config;
 pub mod device;
 mod error;

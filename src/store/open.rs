@@ -33,12 +33,14 @@ use super::device::{DeviceHandle, DeviceSpec, Engine, first_duplicate};
 use super::error::StoreError;
 use super::evict::Evictor;
 use super::flash::{FlashCounters, Group, loaded_group};
+use super::gc::Sweeper;
 use super::geometry::{
     DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
 };
 use super::handle::{Store, StoreInner};
 use super::health::{DeviceCounters, DeviceState, StoreCounters};
 use super::index::{Entry, Flags, GENERATION_LIMIT, Index, key_of};
+use super::refs::GcCounters;
 use super::repair::queue::Queue;
 use super::shard::{BLOCKS_MAX, CHECKSUM_BLOCK_BYTES, extent_blocks};
 use super::state::{DeviceSlot, Shared};
@@ -87,6 +89,15 @@ impl<E: Engine> Store<E> {
         let geometry = superblock.geometry;
         let devices = device_slots(&config, handles, &states);
         let started = Instant::now();
+        if config.gc_unreferenced {
+            let expired = catalog.expire_unreferenced(config.gc_clock.now_ms())?;
+            if !expired.is_empty() {
+                tracing::info!(
+                    chunks = expired.len(),
+                    "gc_unreferenced: chunks no manifest names expire now"
+                );
+            }
+        }
         let loaded = load_catalog(&config, &geometry, &catalog)?;
         let recovery = started.elapsed();
         let refilling = devices
@@ -112,15 +123,22 @@ impl<E: Engine> Store<E> {
             grace: Default::default(),
             counters: StoreCounters::default(),
             flash: FlashCounters::holding(loaded.bytes),
+            gc: GcCounters {
+                manifests: AtomicU64::new(loaded.manifests),
+                referenced: AtomicU64::new(loaded.referenced),
+                ..GcCounters::default()
+            },
             evict_wake: evict_wake.clone(),
             unrecoverable: Mutex::new(std::collections::HashSet::new()),
         });
         let (sender, receiver) = crossbeam::channel::unbounded();
         let committer = commit::spawn(shared.clone(), receiver);
         let evictor = Evictor::spawn(shared.clone(), sender.clone(), evict_wakes, evict_wake);
+        let sweeper = Sweeper::spawn(shared.clone(), sender.clone());
         let store = Store::from_inner(StoreInner {
             shared,
             evictor: Some(evictor),
+            sweeper,
             commits: Some(sender),
             committer: Some(committer),
             repairs: Queue::new(),
@@ -438,6 +456,9 @@ struct Loaded {
     chunks_per_group: Vec<u64>,
     next_generation: u64,
     bytes: u64,
+    /// Live manifests, and the ids they name (stored or not).
+    manifests: u64,
+    referenced: u64,
 }
 
 /// Builds the index and free space from the catalog.
@@ -448,7 +469,12 @@ fn load_catalog(
 ) -> Result<Loaded, StoreError> {
     let groups = geometry.groups();
     let index = Index::default();
-    let mut used: Vec<Vec<(Entry, u32)>> = vec![Vec::new(); groups];
+    // Both in id order: each chunk finds its count by walking the counts alongside (the
+    // counts are held for the walk: 44 bytes an entry).
+    let (counts, manifests) = catalog.load_refs()?;
+    let referenced = counts.iter().filter(|(_, c)| c.refs > 0).count() as u64;
+    let mut counts = counts.into_iter().peekable();
+    let mut used: Vec<Vec<(Entry, u32, Flags)>> = vec![Vec::new(); groups];
     let mut chunks_per_group = vec![0u64; groups];
     let mut next_generation = 1;
     let mut damaged = 0usize;
@@ -466,8 +492,21 @@ fn load_catalog(
             damaged += 1;
             return;
         }
-        index.insert(entry, Flags::default());
-        used[group].push((entry, blocks));
+        while counts.next_if(|(counted, _)| *counted < id).is_some() {}
+        let flags = match counts.next_if(|(counted, _)| *counted == id) {
+            Some((_, count)) if count.refs > 0 => Flags {
+                referenced: true,
+                pinned: config.pin_referenced,
+                ..Flags::default()
+            },
+            Some(_) => Flags {
+                expired: true,
+                ..Flags::default()
+            },
+            None => Flags::default(),
+        };
+        index.insert(entry, flags);
+        used[group].push((entry, blocks, flags));
         chunks_per_group[group] += 1;
         next_generation = next_generation.max(record.generation + 1);
     })?;
@@ -480,7 +519,7 @@ fn load_catalog(
     let bytes = used
         .iter()
         .flatten()
-        .map(|(e, _)| u64::from(e.len_bytes))
+        .map(|(e, _, _)| u64::from(e.len_bytes))
         .sum();
     let groups = used
         .into_iter()
@@ -496,5 +535,7 @@ fn load_catalog(
         chunks_per_group,
         next_generation,
         bytes,
+        manifests,
+        referenced,
     })
 }

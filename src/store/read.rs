@@ -29,7 +29,7 @@ use super::device::{Engine, submit_together};
 use super::error::StoreError;
 use super::fetch::{Fault, Window};
 use super::handle::LocalStore;
-use super::index::key_of;
+use super::index::{Hit, key_of};
 use super::rebuilds::{RebuildKey, Rebuilds, Turn};
 use super::state::lock;
 use super::stripe::Stripe;
@@ -89,9 +89,13 @@ impl<E: Engine> LocalStore<E> {
 
     /// A hit on chunk `id` served by a tier in front of flash (the memory tier): counted
     /// for flash's eviction policy too, so a chunk hot in memory is not the first to leave
-    /// flash (and is still there after a restart empties memory).
+    /// flash (and is still there after a restart empties memory). A hit on an expired
+    /// chunk cancels its deletion (see `refs`): every answer about a stored chunk that
+    /// reads no shard (HEAD, 304, 412, 416) should call this.
     pub fn touch(&self, id: &ChunkId) {
-        self.shared.index.hit(key_of(id));
+        if self.shared.index.hit(key_of(id)) == Hit::Expired {
+            self.expired_read(id);
+        }
     }
 
     /// A request for a chunk flash does not hold, answered without a read: a flash miss.
@@ -107,7 +111,9 @@ impl<E: Engine> LocalStore<E> {
         match &read {
             Ok(_) => {
                 flash.hits.add(1);
-                self.shared.index.hit(key_of(id));
+                if self.shared.index.hit(key_of(id)) == Hit::Expired {
+                    self.expired_read(id);
+                }
             }
             Err(StoreError::NotFound) => {
                 flash.misses.add(1);

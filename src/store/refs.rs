@@ -166,6 +166,22 @@ pub struct GcStats {
     pub sweeps: u64,
     pub swept_chunks: u64,
     pub swept_bytes: u64,
+    /// Time all sweeps took, and the last one, in microseconds.
+    pub sweep_micros: u64,
+    pub last_sweep_micros: u64,
+}
+
+/// The counters behind [`GcStats`], kept by the commit thread, the reads and the sweeps.
+#[derive(Debug, Default)]
+pub(super) struct GcCounters {
+    pub(super) manifests: AtomicU64,
+    pub(super) referenced: AtomicU64,
+    pub(super) expired_reads: AtomicU64,
+    pub(super) sweeps: AtomicU64,
+    pub(super) swept_chunks: AtomicU64,
+    pub(super) swept_bytes: AtomicU64,
+    pub(super) sweep_micros: AtomicU64,
+    pub(super) last_sweep_micros: AtomicU64,
 }
 
 /// The clock GC stamps expiries with and sweeps compare against: wall-clock milliseconds

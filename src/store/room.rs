@@ -116,6 +116,8 @@ impl<E: Engine> LocalStore<E> {
             largest_free_bytes: u64::from(space.largest_free_blocks()) * DEVICE_BLOCK_BYTES,
             quarantined_bytes: space.quarantined_blocks() * per_shard,
             retry_after: space.next_release(),
+            pinned_chunks: guard.pinned.chunks,
+            pinned_bytes: guard.pinned.len_bytes,
         })
     }
 

@@ -17,6 +17,7 @@ use super::geometry::Geometry;
 use super::grace::Grace;
 use super::health::{DeviceCounters, StoreCounters};
 use super::index::Index;
+use super::refs::GcCounters;
 use crate::chunk::ChunkId;
 
 /// A device of the store: its handle and its health.
@@ -94,6 +95,8 @@ pub(super) struct Shared<E: Engine> {
     pub(super) grace: Grace,
     pub(super) counters: StoreCounters,
     pub(super) flash: FlashCounters,
+    /// Manifests, references, expired reads and sweeps (see `refs`).
+    pub(super) gc: GcCounters,
     /// Wakes the evictor (a PUT left a group below its low watermark).
     pub(super) evict_wake: crossbeam::channel::Sender<()>,
     /// Chunks found with fewer than `k` sound shards while every device was usable: gone

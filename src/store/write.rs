@@ -40,6 +40,8 @@ impl<E: Engine> LocalStore<E> {
             match shared.catalog.get(chunk.id())? {
                 None => return Err(StoreError::PrefixTaken),
                 Some(_) if !lock(&shared.unrecoverable).contains(chunk.id()) => {
+                    // A PUT of an expired chunk uses it as a read does.
+                    self.touch(chunk.id());
                     return Ok(PutOutcome::AlreadyPresent);
                 }
                 // Known lost: forget the broken copy — only the copy seen here, never one a
@@ -89,7 +91,7 @@ impl<E: Engine> LocalStore<E> {
             })
             .await?
         {
-            Applied::Inserted => Ok(PutOutcome::Created),
+            Applied::Inserted(_) => Ok(PutOutcome::Created),
             Applied::AlreadyPresent => Ok(PutOutcome::AlreadyPresent),
             Applied::PrefixTaken => Err(StoreError::PrefixTaken),
             other => unreachable!("an insert cannot be {other:?}"),
