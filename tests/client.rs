@@ -477,3 +477,23 @@ fn push_sends_the_write_token_and_pack_pushes_with_node() {
         stored_manifest(&server, "other")
     );
 }
+
+#[test]
+fn a_node_answering_5xx_hands_the_request_to_the_next_which_then_comes_first() {
+    let packed = Packed::new(1111);
+    let chunks = packed.chunk_files();
+    let broken = FakeNode::start(|_, _, _| (500, vec![], br#"{"error":"disk on fire"}"#.to_vec()));
+    let good = FakeNode::start(move |_, path, _| {
+        let id = path.rsplit('/').next().unwrap_or_default();
+        let body = chunks.iter().find(|c| id_of(c) == id).cloned();
+        body.map_or((404, vec![], vec![]), |b| (200, vec![], b))
+    });
+    let out = packed.out("image.out");
+    let nodes = format!("{},{}", broken.url(), good.url());
+    let output = packed.fetch(&nodes, &out, &["--parallel", "1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(fs::read(&out).unwrap() == packed.bytes);
+    // One request met the broken node; once the second answered, later ones start there.
+    assert_eq!(broken.requests().len(), 1, "{:?}", broken.requests());
+    assert_eq!(good.requests().len(), 3, "{:?}", good.requests());
+}
