@@ -261,6 +261,26 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_NO_EVICTION", value_parser = BoolishValueParser::new())]
     pub no_eviction: bool,
 
+    /// Largest manifest a PUT may store, as JSON (about 67 bytes a chunk id: 64M lists a
+    /// million chunks, a 500 GB image of 512 KiB chunks). Read within --body-timeout.
+    #[arg(long, env = "CHUNKD_MAX_MANIFEST_BYTES", default_value = "64M", value_parser = parse_size)]
+    pub max_manifest_bytes: u64,
+
+    /// How long a chunk stays after the last manifest naming it is deleted or replaced,
+    /// before a sweep deletes it; a read meanwhile cancels the deletion and is counted (an
+    /// alarm: something still uses it). Also time to put a replacing manifest again.
+    #[arg(long, env = "CHUNKD_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
+    pub gc_grace: Duration,
+
+    /// How often the node sweeps expired chunks by itself; 0 sweeps only on POST /v1/gc.
+    #[arg(long, env = "CHUNKD_GC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub gc_interval: Duration,
+
+    /// Sweep chunks no manifest names too (after the grace period, unless read first),
+    /// instead of leaving them to eviction.
+    #[arg(long, env = "CHUNKD_GC_UNREFERENCED", value_parser = BoolishValueParser::new())]
+    pub gc_unreferenced: bool,
+
     /// Bytes of chunks kept in memory in front of flash (the memory tier); 0 turns it off.
     /// Default: a tenth of the flash capacity (what the paper's cache servers keep in
     /// memory), at most a quarter of the machine's RAM (the rest is for I/O buffers,
@@ -324,6 +344,10 @@ impl ServeConfig {
         store.eviction = !self.no_eviction;
         store.evict_low_watermark_percent = self.evict_low_watermark;
         store.evict_high_watermark_percent = self.evict_high_watermark;
+        store.gc_grace = self.gc_grace;
+        store.gc_interval = self.gc_interval;
+        store.gc_unreferenced = self.gc_unreferenced;
+        // `pin_referenced` stays on: with no origin a referenced chunk may be the only copy.
         Ok(store)
     }
 }

@@ -88,3 +88,69 @@ fn fewer_devices_than_shards_is_refused_unless_allowed() {
     assert_eq!(parse(&allowed).store().unwrap().devices.len(), 2);
     assert_eq!(parse(&[]).store().unwrap().devices.len(), 5);
 }
+
+/// Issue 13: the GC and manifest settings, by flag, variable and file, and their defaults
+/// (the store's own, so the two cannot disagree).
+#[test]
+fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
+    let defaults = parse(&[]);
+    let store = defaults.store().unwrap();
+    assert_eq!(store.gc_grace, crate::store::DEFAULT_GC_GRACE);
+    assert_eq!(store.gc_interval, crate::store::DEFAULT_GC_INTERVAL);
+    assert!(!store.gc_unreferenced);
+    assert!(
+        store.pin_referenced,
+        "no origin yet: referenced chunks are pinned"
+    );
+    assert_eq!(defaults.max_manifest_bytes, 64 << 20);
+
+    let flags = [
+        "--gc-grace=90s",
+        "--gc-interval=0",
+        "--gc-unreferenced",
+        "--max-manifest-bytes=1M",
+    ];
+    let set = parse(&flags);
+    let store = set.store().unwrap();
+    assert_eq!(store.gc_grace, Duration::from_secs(90));
+    assert_eq!(
+        store.gc_interval,
+        Duration::ZERO,
+        "0: sweeps only on POST /v1/gc"
+    );
+    assert!(store.gc_unreferenced);
+    assert_eq!(set.max_manifest_bytes, 1 << 20);
+
+    // Each is also a CHUNKD_* variable (read by clap; not set here, as the environment is
+    // shared by the tests running at once).
+    let command = Cli::command();
+    for (id, variable) in [
+        ("gc_grace", "CHUNKD_GC_GRACE"),
+        ("gc_interval", "CHUNKD_GC_INTERVAL"),
+        ("gc_unreferenced", "CHUNKD_GC_UNREFERENCED"),
+        ("max_manifest_bytes", "CHUNKD_MAX_MANIFEST_BYTES"),
+    ] {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .unwrap_or_else(|| panic!("no setting {id}"));
+        assert_eq!(arg.get_env().and_then(|v| v.to_str()), Some(variable));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chunkd.toml");
+    std::fs::write(
+        &path,
+        "gc-grace = \"2m\"\ngc_interval = 5\ngc-unreferenced = true\nmax-manifest-bytes = \"2M\"\n",
+    )
+    .unwrap();
+    let matches = command.clone().try_get_matches_from(["serve"]).unwrap();
+    let extra = file_arguments(&path, &command, &matches).unwrap();
+    let extra: Vec<&str> = extra.iter().map(|a| a.to_str().unwrap()).collect();
+    let from_file = parse(&extra);
+    let store = from_file.store().unwrap();
+    assert_eq!(store.gc_grace, Duration::from_secs(120));
+    assert_eq!(store.gc_interval, Duration::from_secs(5));
+    assert!(store.gc_unreferenced);
+    assert_eq!(from_file.max_manifest_bytes, 2 << 20);
+}

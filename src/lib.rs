@@ -18,6 +18,7 @@ pub mod erasure;
 pub mod http;
 pub mod image;
 pub mod metrics;
+pub mod metrics_gc;
 pub mod range;
 pub mod runs;
 pub mod sim;

@@ -17,10 +17,11 @@ use std::time::Duration;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::cache::memory::MemoryStats;
-use crate::store::{Capacity, EvictReason, FlashStats, Health};
+use crate::metrics_gc;
+use crate::store::{Capacity, EvictReason, FlashStats, GcStats, Health};
 
 /// Latency buckets in seconds: 10 µs to 10 s (10 µs steps below 50 µs, where memory-tier
 /// hits of 512 KiB are expected to answer).
@@ -53,6 +54,16 @@ const KNOWN_REQUESTS: &[(&str, &[MethodStatuses])] = &[
         ],
     ),
     ("chunk_meta", &[("GET", &[200, 404])]),
+    ("manifests", &[("GET", &[200])]),
+    (
+        "manifest",
+        &[
+            ("GET", &[200, 404]),
+            ("PUT", &[200, 201, 400, 401, 413]),
+            ("DELETE", &[204, 404]),
+        ],
+    ),
+    ("gc", &[("POST", &[200, 401])]),
     ("metrics", &[("GET", &[200])]),
     ("healthz", &[("GET", &[200])]),
     ("readyz", &[("GET", &[200, 503])]),
@@ -79,6 +90,8 @@ pub struct StoreSnapshot {
     pub chunks: u64,
     /// Bytes the in-memory index has allocated.
     pub index_memory_bytes: u64,
+    /// Manifests, references and GC.
+    pub gc: GcStats,
 }
 
 impl Metrics {
@@ -87,6 +100,10 @@ impl Metrics {
     pub fn install() -> Result<Metrics, MetricsError> {
         let handle = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS_SECONDS)?
+            .set_buckets_for_metric(
+                Matcher::Full(metrics_gc::SWEEP_DURATION.into()),
+                &metrics_gc::SWEEP_DURATION_BUCKETS_SECONDS,
+            )?
             .install_recorder()?;
         describe();
         register_known_series();
@@ -224,6 +241,7 @@ fn describe() {
         "Device errors, by device and kind (read, write, checksum)."
     );
     describe_cache();
+    metrics_gc::describe();
 }
 
 /// Cache tiers (`tier` = memory or flash) and their eviction reasons, registered at zero.
@@ -350,6 +368,7 @@ fn register_known_series() {
     }
     gauge!("chunkd_connections_open").set(0.0);
     register_cache_series();
+    metrics_gc::register_at_zero();
 }
 
 /// Records request body bytes received.
@@ -420,6 +439,7 @@ fn record_store(store: &StoreSnapshot) {
     counter!("chunkd_store_commit_requests_total").absolute(health.commit_requests);
     gauge!("chunkd_store_io_in_flight").set(health.io_in_flight as f64);
     record_flash(&health.flash);
+    metrics_gc::record(&store.gc);
     for device in &health.devices {
         for state in ["online", "offline", "refilling"] {
             let value = if device.state.as_str() == state {

@@ -1,9 +1,10 @@
 //! The HTTP API against the real `chunkd serve` binary, with real clients: curl over
 //! HTTP/1.1 and h2c (ranges, conditionals, HEAD, PUT and DELETE), the h2 crate's client
 //! for answers sent before an upload has arrived (401, 413, 405, then RST_STREAM
-//! NO_ERROR), and `/metrics` counting the traffic and checked by `promtool`. Every status
-//! and store fault is tested in-process (`http_inproc_api.rs`, `http_inproc_faults.rs`);
-//! this file checks that real clients agree with the real binary.
+//! NO_ERROR), manifests through curl, and `/metrics` counting the traffic and checked by
+//! `promtool`. Every status and store fault is tested in-process (`http_inproc_api.rs`,
+//! `http_inproc_faults.rs`, `http_inproc_manifests.rs`); this file checks that real
+//! clients agree with the real binary.
 
 mod harness;
 
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 
 use harness::{
     Launch, Server, check_parts, chunk_bytes, chunk_path, curl, get, id_of, metric, metrics,
-    parse_multipart, put_new, tool_or_skip, wait_for_metric,
+    parse_multipart, put_new, request, tool_or_skip, wait_for_metric,
 };
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -116,6 +117,45 @@ fn curl_over_http1_and_h2c_gets_ranges_conditionals_and_heads() {
     assert_eq!(curl(&[&url]).status, 404);
 }
 
+/// Issue 13: a manifest put, read, swept around and deleted by curl, as a script would.
+#[test]
+fn curl_puts_gets_and_deletes_a_manifest_over_http1_and_h2c() {
+    if !tool_or_skip("curl", "the curl interoperability test") {
+        return;
+    }
+    let server = Server::start(Launch::default());
+    let stored = put_new(server.addr, &chunk_bytes(50, 10_000), &[]);
+    let absent = id_of(b"not uploaded");
+    let listed = serde_json::json!([stored, absent, stored]);
+    let body = serde_json::json!({ "chunks": listed }).to_string();
+    for (protocol, version) in [("--http1.1", "1.1"), ("--http2-prior-knowledge", "2")] {
+        let url = server.url(&format!("/v1/manifests/image-{version}"));
+        let json = "Content-Type: application/json";
+        let put = curl(&[
+            protocol,
+            "-X",
+            "PUT",
+            "-H",
+            json,
+            "--data-binary",
+            &body,
+            &url,
+        ]);
+        assert_eq!((put.status, put.http_version.as_str()), (201, version));
+        let answer: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+        let wanted = serde_json::json!({ "chunks": 3, "distinct": 2, "missing": [absent] });
+        assert_eq!(answer, wanted, "{protocol}");
+        let got = curl(&[protocol, &url]);
+        assert_eq!(got.status, 200, "{protocol}");
+        let got: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(got["chunks"], listed, "{protocol}");
+        let swept = curl(&[protocol, "-X", "POST", &server.url("/v1/gc")]);
+        assert_eq!(swept.status, 200, "{protocol}");
+        assert_eq!(curl(&[protocol, "-X", "DELETE", &url]).status, 204);
+        assert_eq!(curl(&[protocol, &url]).status, 404);
+    }
+}
+
 #[test]
 fn metrics_pass_promtool_and_count_the_traffic() {
     if !tool_or_skip("promtool", "checking the /metrics exposition") {
@@ -151,8 +191,21 @@ fn metrics_pass_promtool_and_count_the_traffic() {
     assert_eq!(wait("GET", "206", PUTS), PUTS as f64);
     assert_eq!(wait("GET", "404", 1), 1.0);
     assert_eq!(wait("GET", "400", 1), 1.0);
+    // A manifest and a sweep, so the GC series promtool checks carry samples too.
+    let manifest = serde_json::json!({ "chunks": ids }).to_string();
+    let put = request(addr, "PUT", "/v1/manifests/m", &[], manifest.as_bytes());
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(request(addr, "POST", "/v1/gc", &[], b"").status, 200);
 
     let text = metrics(addr);
+    assert_eq!(metric(&text, "chunkd_manifests", &[]), 1.0, "{text}");
+    assert_eq!(metric(&text, "chunkd_referenced_chunks", &[]), PUTS as f64);
+    // At least the one asked for (the store's periodic sweeps count too).
+    assert!(metric(&text, "chunkd_gc_sweeps_total", &[]) >= 1.0);
+    assert_eq!(
+        metric(&text, "chunkd_gc_sweep_duration_seconds_count", &[]),
+        1.0
+    );
     assert_eq!(metric(&text, "chunkd_store_chunks", &[]), PUTS as f64);
     let received = metric(&text, "chunkd_http_received_bytes_total", &[]);
     assert!(received >= (PUTS * 10_000) as f64, "received {received}");

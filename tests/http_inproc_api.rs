@@ -434,7 +434,7 @@ fn a_second_put_reads_the_body_and_one_that_expects_100_continue_does_not_need_i
 }
 
 #[test]
-fn wrong_methods_get_405_with_allow_and_unknown_routes_404_or_501() {
+fn wrong_methods_get_405_with_allow_and_unknown_routes_404() {
     run(async {
         let node = TestNode::start(&[]);
         let server = node.server();
@@ -449,22 +449,15 @@ fn wrong_methods_get_405_with_allow_and_unknown_routes_404_or_501() {
                 ("DELETE", "/healthz", "GET, HEAD"),
                 ("POST", "/readyz", "GET, HEAD"),
                 ("PUT", meta.as_str(), "GET, HEAD"),
+                ("POST", "/v1/manifests/image", "GET, HEAD, PUT, DELETE"),
+                ("DELETE", "/v1/manifests", "GET, HEAD"),
+                ("GET", "/v1/gc", "POST"),
             ] {
                 let response = client.request(method, path, &[], b"").await;
                 response.assert_error(405);
                 assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
             }
             client.get("/v1/nothing-here", &[]).await.assert_error(404);
-            for (method, path) in [
-                ("GET", "/v1/manifests"),
-                ("PUT", "/v1/manifests/image"),
-                ("POST", "/v1/gc"),
-            ] {
-                client
-                    .request(method, path, &[], b"")
-                    .await
-                    .assert_error(501);
-            }
         }
     });
 }

@@ -1,6 +1,7 @@
 //! `/metrics` as a fresh node exports it, in-process on the simulated engine (its own test
 //! binary, so the process-wide recorder holds this file's traffic only): the build and
-//! process metrics, every series with known labels present at zero before its first event,
+//! process metrics, every series with known labels present at zero before its first event
+//! (the GC series of issue 13 among them),
 //! latency by method as well as route, and the scrub's progress.
 
 mod inproc;
@@ -39,6 +40,23 @@ fn a_fresh_node_exports_build_process_and_zeroed_series() {
             r#"chunkd_http_request_duration_seconds_count{route="chunk",method="DELETE"} 0"#,
             "chunkd_store_scrub_passes_total 0",
             "chunkd_store_scrub_pass_chunks 0",
+            // Issue 13: manifests and GC.
+            "chunkd_manifests 0",
+            "chunkd_referenced_chunks 0",
+            "chunkd_referenced_stored_chunks 0",
+            "chunkd_referenced_bytes 0",
+            "chunkd_pinned_chunks 0",
+            "chunkd_pinned_bytes 0",
+            "chunkd_expired_chunks 0",
+            "chunkd_expired_bytes 0",
+            "chunkd_gc_sweeps_total 0",
+            "chunkd_gc_swept_chunks_total 0",
+            "chunkd_gc_swept_bytes_total 0",
+            "chunkd_gc_expired_reads_total 0",
+            "chunkd_gc_sweep_duration_seconds_count 0",
+            "chunkd_gc_last_sweep_duration_seconds 0",
+            r#"chunkd_http_requests_total{route="manifest",method="PUT",status="201"} 0"#,
+            r#"chunkd_http_requests_total{route="gc",method="POST",status="200"} 0"#,
         ] {
             assert!(has_series(&text, series), "{series} in:\n{text}");
         }

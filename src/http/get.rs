@@ -2,10 +2,14 @@
 //! `Content-Range`, several → `multipart/byteranges`, none satisfiable → 416), and bodies
 //! made of the very buffers the store read into — or of the memory tier's copy.
 //!
+//! Every answer about a stored chunk goes through a store read or `LocalStore::touch`
+//! (memory hits, HEAD, 304, 412, 416): the store counts each as a use, so a chunk a client
+//! still asks about is not deleted by GC while expired (issue 13).
+//!
 //! ```text
-//! memory tier hit? ─yes─▶ (full id confirmed by the tier) ─▶ same answers from its bytes
+//! memory tier hit? ─yes─▶ (full id confirmed by the tier; touched) ─▶ same answers from its bytes
 //!   │no
-//! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here
+//! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here (touched)
 //!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
 //!   ─▶ a chunk's second whole read lately is admitted to memory (`--memory-admission hit`)
 //! ```
@@ -47,7 +51,11 @@ pub async fn get<E: Engine>(
     let etag = range::chunk_etag(&id.to_string());
     let ranges = match plan(headers, &etag, len_bytes, head) {
         Ok(ranges) => ranges,
-        Err(Early::Head(response)) => return (*response).into(),
+        Err(Early::Head(response)) => {
+            // HEAD's length came from the catalog: the chunk is stored, and asked about.
+            local.touch(id);
+            return (*response).into();
+        }
         Err(Early::Refusal(refusal)) => return confirmed(local, id, head, *refusal),
     };
     let permit = context
@@ -152,20 +160,21 @@ fn stored_len<E: Engine>(local: &LocalStore<E>, id: &ChunkId, head: bool) -> Res
 /// `answer` (a 304, 412 or 416, which reads no shard), once the full id is confirmed in
 /// the catalog: a GET's length comes from the index, keyed by the id's first 64 bits, so
 /// without this an id sharing them with a stored chunk would learn its length (issue 11).
-/// HEAD's length came from the catalog already.
+/// HEAD's length came from the catalog already. The confirmed chunk is touched, as every
+/// answer about a stored chunk that reads none of its bytes is (HEAD, 304, 412, 416): it is
+/// used as much as a read uses it, so it counts as a hit for eviction and cancels any
+/// expiry (`store::refs`: a read of an expired chunk is an alarm and stops its deletion).
 fn confirmed<E: Engine>(
     local: &LocalStore<E>,
     id: &ChunkId,
     head: bool,
     answer: Response<Body>,
 ) -> Reply {
-    if head {
-        return answer.into();
+    if !head && let Err(refusal) = stored_len(local, id, true) {
+        return refusal.into();
     }
-    match stored_len(local, id, true) {
-        Ok(_) => answer.into(),
-        Err(refusal) => refusal.into(),
-    }
+    local.touch(id);
+    answer.into()
 }
 
 /// The 304 or 412 that `If-None-Match` / `If-Match` call for, if any.

@@ -1,5 +1,6 @@
-//! `GET /v1/chunks/{id}/meta`: the chunk's length, the tiers holding it (`memory`,
-//! `flash`) and its shard health, as JSON. Every shard is read and verified, so the count
+//! `GET /v1/chunks/{id}/meta`: the chunk's length, its references and GC state
+//! (`referenced`, `expired`, `unreferenced`), the tiers holding it (`memory`, `flash`) and
+//! its shard health, as JSON. Every shard is read and verified, so the count
 //! of healthy shards is what the devices hold now.
 
 use http::{Method, Request, StatusCode};
@@ -7,7 +8,7 @@ use hyper::body::Incoming;
 
 use super::context::CoreContext;
 use super::reply::{Reply, error, json, method_not_allowed, store_error};
-use super::target::target;
+use super::target::{open_store, target};
 use crate::store::Engine;
 
 pub async fn meta<E: Engine>(
@@ -27,6 +28,16 @@ pub async fn meta<E: Engine>(
         .memory()
         .and_then(|m| m.peek_len(&id))
         .map(|len| len as u64);
+    // Asked before the shards are read, and answered from the catalog and the index:
+    // looking at a chunk's state is not a read of it, so it cancels no expiry.
+    let store = match open_store(context) {
+        Ok(store) => store,
+        Err(refusal) => return *refusal,
+    };
+    let refs = match store.chunk_refs(&id) {
+        Ok(refs) => refs,
+        Err(failure) => return store_error(failure).into(),
+    };
     let (len, tiers, shards) = match local.shard_health(&id).await {
         Ok(Some(health)) => {
             let mut tiers = Vec::from(in_memory.map(|_| "memory").as_slice());
@@ -50,9 +61,8 @@ pub async fn meta<E: Engine>(
         &serde_json::json!({
             "id": id,
             "len": len,
-            // Reference counting arrives with manifests and GC (not yet implemented).
-            "refs": 0,
-            "state": "unreferenced",
+            "refs": refs.refs(),
+            "state": refs.as_str(),
             "tiers": tiers,
             "shards": shards,
         }),

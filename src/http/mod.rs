@@ -17,10 +17,11 @@
 //! - `connection` (one core's [`CoreServer`]: hyper over a stream), `conn` (a connection's
 //!   socket and watchdog), `context` (what one core's handlers share);
 //! - `service` (routing and per-request bookkeeping), then one file per command: `get`
-//!   (GET and HEAD), `put`, `delete`, `meta`, `ops` (`/metrics`, `/healthz`, `/readyz`),
-//!   with `chunks` (the method dispatch of a chunk's path), `target` (its id and store),
-//!   `auth` (the write token), `linger` (a refused body drained while its answer goes
-//!   out);
+//!   (GET and HEAD), `put`, `delete`, `meta`, `manifests` (`/v1/manifests`), `gc`
+//!   (`POST /v1/gc`), `ops` (`/metrics`, `/healthz`, `/readyz`), with `chunks` (the
+//!   method dispatch of a chunk's path), `target` (its id and store), `auth` (the write
+//!   token), `upload` (a write's body: its declared length, time limits, and what becomes
+//!   of it when refused), `linger` (a refused body drained while its answer goes out);
 //! - leaves: `reply` (answers and error bodies), `body` (zero-copy response bodies),
 //!   `budget` (the in-flight byte budget's core, client and connection shares),
 //!   `multipart` (multipart/byteranges), `sendfile` (the client socket, which sends the
@@ -40,9 +41,11 @@ mod connection;
 mod context;
 mod delete;
 mod error;
+mod gc;
 mod get;
 mod linger;
 mod listen;
+mod manifests;
 mod meta;
 mod multipart;
 mod node;
@@ -54,6 +57,7 @@ mod serve;
 mod service;
 mod signals;
 mod target;
+mod upload;
 
 pub use connection::CoreServer;
 pub use context::CoreContext;

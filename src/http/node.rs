@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::watch;
 
@@ -23,7 +23,8 @@ pub struct Node<E: Engine> {
     /// Set once recovery is done.
     pub store: OnceLock<Store<E>>,
     /// The memory tier, sized when the store opens (its default follows flash capacity).
-    memory: OnceLock<MemoryTier>,
+    /// Shared with the store's sweep listener (see [`Node::store_opened`]).
+    memory: OnceLock<Arc<MemoryTier>>,
     pub shutting_down: AtomicBool,
     /// False when the node listens beyond loopback with no token and no explicit opt-in.
     pub open_writes: bool,
@@ -59,19 +60,30 @@ impl<E: Engine> Node<E> {
     /// Makes the opened store the node's: `/readyz` turns 200 and the chunk routes serve.
     pub fn store_opened(&self, store: Store<E>) {
         let capacity = memory_capacity(&self.config, store.capacity().total_bytes);
-        if self.memory.set(MemoryTier::new(capacity)).is_ok() && capacity > 0 {
+        let memory = Arc::new(MemoryTier::new(capacity));
+        if self.memory.set(memory.clone()).is_ok() && capacity > 0 {
             tracing::info!(
                 bytes = capacity,
                 admission = %self.config.memory_admission,
                 "memory tier"
             );
+            // A chunk a sweep deleted leaves memory too, as a DELETE's does, after its
+            // removal from flash (so a GET that read flash before does not admit it again:
+            // the tier's epoch). The listener holds the tier, not the node: the store keeps
+            // its listener, and must not keep the node alive.
+            store.on_swept(move |id| {
+                memory.remove(id);
+            });
         }
         let _ = self.store.set(store);
     }
 
     /// The memory tier, once the store is open and unless `--memory-cache 0`.
     pub fn memory(&self) -> Option<&MemoryTier> {
-        self.memory.get().filter(|m| m.capacity_bytes() > 0)
+        self.memory
+            .get()
+            .map(|m| &**m)
+            .filter(|m| m.capacity_bytes() > 0)
     }
 
     /// Stops accepting; open connections finish their requests and close.

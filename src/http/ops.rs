@@ -30,6 +30,7 @@ pub fn metrics<E: Engine>(context: &CoreContext<E>, method: &Method) -> Response
         capacity: store.capacity(),
         chunks: store.chunk_count() as u64,
         index_memory_bytes: store.index_memory_bytes() as u64,
+        gc: store.gc_stats(),
     });
     if let Some(memory) = context.node.memory() {
         crate::metrics::record_memory(&memory.stats());

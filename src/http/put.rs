@@ -6,19 +6,15 @@
 //!   ─▶ budget reserved ─▶ body received and hashed ─▶ store put (durable) ─▶ 201 / 200
 //! ```
 
-use std::time::Duration;
-
-use http::header::{self, HeaderMap};
-use http::{Request, Response, StatusCode, Version};
-use http_body_util::BodyExt;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::auth::write_refusal;
 use super::body::Body;
 use super::budget::ConnShares;
 use super::context::CoreContext;
-use super::linger::{Linger, linger};
-use super::reply::{Refusal, Reply, error, json, store_error, unavailable_briefly};
+use super::reply::{Reply, error, json, store_error};
+use super::upload::{self, BodyLimits, Upload, busy_connection, declared_len};
 use crate::chunk::ChunkId;
 use crate::store::{ChunkBuffer, Engine, LocalStore, PutOutcome, VerifiedChunk};
 
@@ -32,54 +28,31 @@ pub async fn put<E: Engine>(
     let (parts, mut body) = request.into_parts();
     let headers = &parts.headers;
     let config = &context.node.config;
-    let linger_limits = Linger {
-        time: config.lingering_time,
-        bytes: config.lingering_bytes,
-    };
-    // An answer before the body: on HTTP/1.x the body is drained while it goes out
-    // (`linger`), unless the client waits for `100 Continue` and so has not sent it.
-    // HTTP/2 declines the rest of one stream's upload with RST_STREAM(NO_ERROR) instead,
-    // which hyper sends when the body is dropped, and the connection carries on.
-    let lingers = parts.version < Version::HTTP_2 && !expects_continue(headers);
-    let early = |refusal: Reply, body: Incoming| {
-        if lingers {
-            linger(body, linger_limits);
-        }
-        refusal
-    };
+    let upload = Upload::new(&parts, config);
     if let Some(refusal) = write_refusal(context, headers) {
-        return early(refusal, body);
+        return upload.refuse_before(refusal, body);
     }
-    let declared = match declared_len(headers, local.max_chunk_bytes()) {
+    let max = u64::from(local.max_chunk_bytes());
+    let declared = match declared_len(headers, max, "chunk") {
         Ok(declared) => declared,
-        Err(refusal) => return early(refusal.into(), body),
+        Err(refusal) => return upload.refuse_before(refusal.into(), body),
     };
     // A client waiting for `100 Continue` has not sent the body, so a chunk already stored
     // is confirmed without it. Any other client is sending it already: it is read (and
     // checked against the id) before the 200, because answering first cuts the upload
     // off, and clients report the reset connection or stream as a failed PUT.
-    if expects_continue(headers)
+    if upload.waits_for_continue()
         && let Some(answer) = already_stored(local, &id)
     {
         return answer.into();
     }
-    let wanted = declared.unwrap_or(u64::from(local.max_chunk_bytes()));
+    let wanted = declared.unwrap_or(max);
     let Some(permit) = context.reserve_upload(shares, wanted).await else {
-        return early(busy_connection(), body);
+        return upload.refuse_before(busy_connection(), body);
     };
-    let limits = BodyLimits {
-        idle: config.idle_timeout,
-        whole: config.body_timeout,
-    };
-    let chunk = match receive(local, &id, declared, &mut body, limits).await {
+    let chunk = match receive(local, &id, declared, &mut body, BodyLimits::of(config)).await {
         Ok(chunk) => chunk,
-        Err(refusal) => {
-            // Refused part-way: the client is sending (any `100 Continue` went out).
-            if parts.version < Version::HTTP_2 && refusal.status() != StatusCode::REQUEST_TIMEOUT {
-                linger(body, linger_limits);
-            }
-            return refusal.into();
-        }
+        Err(refusal) => return upload.refuse_during(refusal, body),
     };
     let len = chunk.layout().chunk_len_bytes();
     // `--memory-admission put`: the tier's copy is made before the store takes the buffer,
@@ -116,63 +89,22 @@ pub async fn put<E: Engine>(
     reply.into()
 }
 
-/// The 503 for an upload its connection has no room for now: retry (on another stream,
-/// or after the connection's other uploads).
-fn busy_connection() -> Reply {
-    unavailable_briefly("this connection's uploads in flight fill its share of memory: retry")
-        .into()
-}
-
 /// The 200 for a chunk already stored (and not known lost: that one is received and
-/// stored again), or the store's failure; `None` to receive the body.
+/// stored again), or the store's failure; `None` to receive the body. The chunk is
+/// touched, as a PUT that stores it again would: a client putting an expired chunk is
+/// using it, so its deletion is cancelled (`store::refs`).
 fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
     match local.lookup(id) {
-        Ok(Some(_)) if !local.is_lost(id) => Some(json(
-            StatusCode::OK,
-            &serde_json::json!({ "id": id, "created": false }),
-        )),
+        Ok(Some(_)) if !local.is_lost(id) => {
+            local.touch(id);
+            Some(json(
+                StatusCode::OK,
+                &serde_json::json!({ "id": id, "created": false }),
+            ))
+        }
         Ok(_) => None,
         Err(failure) => Some(store_error(failure)),
     }
-}
-
-/// The declared `Content-Length` (`None` without one), or the 400 or 413 it calls for.
-fn declared_len(headers: &HeaderMap, max: u32) -> Result<Option<u64>, Refusal> {
-    let declared = match headers
-        .get(header::CONTENT_LENGTH)
-        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok()))
-    {
-        None => None,
-        Some(Some(len)) => Some(len),
-        Some(None) => {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "invalid Content-Length",
-            )));
-        }
-    };
-    if let Some(len) = declared.filter(|&len| len > u64::from(max)) {
-        return Err(Box::new(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("chunk of {len} bytes is over the {max}-byte limit"),
-        )));
-    }
-    Ok(declared)
-}
-
-fn expects_continue(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// How long a request body may take.
-#[derive(Clone, Copy)]
-struct BodyLimits {
-    /// Between two reads (`--idle-timeout`).
-    idle: Duration,
-    /// For the whole body (`--body-timeout`).
-    whole: Duration,
 }
 
 /// Reads the body into a chunk buffer, hashing as it goes; the verified chunk or the answer
@@ -186,14 +118,7 @@ async fn receive<E: Engine>(
     body: &mut Incoming,
     limits: BodyLimits,
 ) -> Result<VerifiedChunk, Response<Body>> {
-    let deadline = tokio::time::Instant::now() + limits.whole;
     let max = u64::from(local.max_chunk_bytes());
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("chunk is over the {max}-byte limit"),
-        )
-    };
     // With a declared length the bytes go straight into the aligned, shard-laid-out buffer;
     // without one (chunked encoding, HTTP/2 without content-length) they are gathered first.
     let mut direct = match declared {
@@ -201,33 +126,23 @@ async fn receive<E: Engine>(
         None => None,
     };
     let mut gathered: Vec<u8> = Vec::new();
-    loop {
-        let wait = limits
-            .idle
-            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => return Err(error(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
-            Ok(None) => break,
-            Ok(Some(Err(failure))) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("request body failed: {failure}"),
-                ));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        crate::metrics::received(data.len() as u64);
+    upload::read(body, limits, |data| {
         match &mut direct {
             Some(buffer) => buffer
                 .extend(&data)
-                .map_err(|e| error(StatusCode::BAD_REQUEST, e))?,
-            None if gathered.len() as u64 + data.len() as u64 > max => return Err(too_large()),
+                .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e)))?,
+            None if gathered.len() as u64 + data.len() as u64 > max => {
+                return Err(Box::new(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("chunk is over the {max}-byte limit"),
+                )));
+            }
             None => gathered.extend_from_slice(&data),
         }
-    }
+        Ok(())
+    })
+    .await
+    .map_err(|refusal| *refusal)?;
     let buffer: ChunkBuffer = match direct {
         Some(buffer) => buffer,
         None => {

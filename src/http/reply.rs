@@ -49,9 +49,11 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// A JSON response.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut body = serde_json::to_vec(value).expect("JSON values serialise");
+/// A JSON response of `value` (a `serde_json::Value`, or a type that serialises as one
+/// without building it: a manifest's list of ids).
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Every answer's type has string keys and finite numbers only, so it serialises.
+    let mut body = serde_json::to_vec(value).expect("answers serialise to JSON");
     body.push(b'\n');
     let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;

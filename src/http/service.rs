@@ -14,6 +14,7 @@ use super::context::CoreContext;
 use super::meta;
 use super::ops;
 use super::reply::{Reply, error};
+use super::{gc, manifests};
 use crate::store::Engine;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -141,13 +142,17 @@ async fn route<E: Engine>(
     match segments.as_slice() {
         ["v1", "chunks", id] => ("chunk", chunks::chunk(context, id, request, shares).await),
         ["v1", "chunks", id, "meta"] => ("chunk_meta", meta::meta(context, id, &request).await),
-        ["v1", "manifests", ..] | ["v1", "gc"] => (
-            "not_implemented",
-            error(
-                StatusCode::NOT_IMPLEMENTED,
-                "manifests and garbage collection are not implemented yet",
-            )
-            .into(),
+        ["v1", "manifests"] => (
+            "manifests",
+            manifests::list(context, &request, shares).await,
+        ),
+        ["v1", "manifests", name] => (
+            "manifest",
+            manifests::manifest(context, name, request, shares).await,
+        ),
+        ["v1", "gc"] => (
+            "gc",
+            gc::gc(context, request.method(), request.headers()).await,
         ),
         ["metrics"] => ("metrics", ops::metrics(context, request.method()).into()),
         ["healthz"] => ("healthz", ops::healthz(request.method()).into()),

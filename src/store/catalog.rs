@@ -9,17 +9,16 @@
 //!
 //! Tables: `chunks` maps the full 32-byte id to a 16-byte record (generation, offset,
 //! length); `meta` holds the store's UUID and geometry, and the devices still being
-//! refilled.
+//! refilled; `manifests`, `refs` and `expiry` hold the manifests and reference counts
+//! (`catalog_refs`), changed in the same transactions as the records.
 //!
 //! **Architecture invariant:** the only module that touches the catalog file.
 
 use std::path::Path;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::catalog_refs::{self, Changed, Count, Due, Inserted};
+use super::catalog_refs::{self, Changed, Count, Counts, Due, Inserted};
 pub use super::catalog_tables::Record;
 use super::catalog_tables::{CHUNKS, key_bounds, prefix_bounds};
 use super::geometry::{SUPERBLOCK_BYTES, Superblock};
@@ -235,10 +234,13 @@ impl Catalog {
     pub fn commit(&self, changes: &[Change], rules: RefRules) -> Result<Vec<Applied>, redb::Error> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        let mut applied = Vec::with_capacity(changes.len());
-        for change in changes {
-            applied.push(apply(&txn, change, rules)?);
-        }
+        let applied = {
+            let mut tables = Counts::open(&txn, rules.now_ms)?;
+            changes
+                .iter()
+                .map(|change| apply(&mut tables, change, rules))
+                .collect::<Result<Vec<_>, redb::Error>>()?
+        };
         txn.commit()?;
         Ok(applied)
     }
@@ -395,37 +397,38 @@ fn create_atomically(path: &Path) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn apply(txn: &WriteTransaction, change: &Change, rules: RefRules) -> Result<Applied, redb::Error> {
+fn apply(
+    tables: &mut Counts<'_>,
+    change: &Change,
+    rules: RefRules,
+) -> Result<Applied, redb::Error> {
     match change {
         Change::Insert(id, record) => {
-            {
-                let mut table = txn.open_table(CHUNKS)?;
-                if table.get(id.as_bytes())?.is_some() {
-                    return Ok(Applied::AlreadyPresent);
-                }
-                let (low, high) = prefix_bounds(id);
-                if table.range::<&[u8; 32]>(&low..=&high)?.next().is_some() {
-                    return Ok(Applied::PrefixTaken);
-                }
-                table.insert(id.as_bytes(), &record.encode())?;
+            let table = &mut tables.chunks;
+            if table.get(id.as_bytes())?.is_some() {
+                return Ok(Applied::AlreadyPresent);
             }
-            let refs = catalog_refs::on_insert(txn, id, rules.now_ms, rules.expire_unreferenced)?;
+            let (low, high) = prefix_bounds(id);
+            if table.range::<&[u8; 32]>(&low..=&high)?.next().is_some() {
+                return Ok(Applied::PrefixTaken);
+            }
+            table.insert(id.as_bytes(), &record.encode())?;
+            let refs = catalog_refs::on_insert(tables, id, rules.expire_unreferenced)?;
             Ok(Applied::Inserted(refs))
         }
         Change::Remove(id, Some(generation)) => {
-            let current = txn
-                .open_table(CHUNKS)?
+            let current = tables
+                .chunks
                 .get(id.as_bytes())?
                 .map(|record| Record::decode(record.value()).generation);
             if current != Some(*generation) {
                 return Ok(Applied::NotFound);
             }
-            apply(txn, &Change::Remove(*id, None), rules)
+            apply(tables, &Change::Remove(*id, None), rules)
         }
         Change::Evict(key, generation) => {
-            let mut table = txn.open_table(CHUNKS)?;
             let (low, high) = key_bounds(*key);
-            let found = match table.range::<&[u8; 32]>(&low..=&high)?.next() {
+            let found = match tables.chunks.range::<&[u8; 32]>(&low..=&high)?.next() {
                 Some(row) => {
                     let (id, record) = row?;
                     Some((*id.value(), Record::decode(record.value())))
@@ -433,17 +436,19 @@ fn apply(txn: &WriteTransaction, change: &Change, rules: RefRules) -> Result<App
                 None => None,
             };
             match found {
-                Some((id, _)) if rules.pin_referenced && catalog_refs::is_referenced(txn, &id)? => {
+                Some((id, _))
+                    if rules.pin_referenced && catalog_refs::is_referenced(tables, &id)? =>
+                {
                     Ok(Applied::Kept)
                 }
                 Some((id, record)) if record.generation == *generation => {
-                    table.remove(&id)?;
+                    tables.chunks.remove(&id)?;
                     Ok(Applied::Removed(record))
                 }
                 _ => Ok(Applied::NotFound),
             }
         }
-        Change::Remove(id, None) => Ok(match txn.open_table(CHUNKS)?.remove(id.as_bytes())? {
+        Change::Remove(id, None) => Ok(match tables.chunks.remove(id.as_bytes())? {
             Some(old) => Applied::Removed(Record::decode(old.value())),
             None => Applied::NotFound,
         }),

@@ -105,17 +105,18 @@ fn decode_ids(bytes: &[u8]) -> Vec<ChunkId> {
         .collect()
 }
 
-/// The tables one change of counts needs, open in one write transaction.
-struct Counts<'t> {
+/// The tables a change of chunks or counts needs, open in one write transaction (once
+/// for a whole commit batch).
+pub(super) struct Counts<'t> {
     refs: Refs<'t>,
     expiry: Expiry<'t>,
-    chunks: Chunks<'t>,
+    pub(super) chunks: Chunks<'t>,
     now_ms: u64,
     changed: Changed,
 }
 
 impl<'t> Counts<'t> {
-    fn open(txn: &'t WriteTransaction, now_ms: u64) -> Result<Counts<'t>, redb::Error> {
+    pub(super) fn open(txn: &'t WriteTransaction, now_ms: u64) -> Result<Counts<'t>, redb::Error> {
         Ok(Counts {
             refs: txn.open_table(REFS)?,
             expiry: txn.open_table(EXPIRY)?,
@@ -264,12 +265,10 @@ pub(super) struct Inserted {
 /// (the chunk was removed while expired and is stored afresh) is dropped; with
 /// `expire_unreferenced` an unreferenced chunk expires now.
 pub(super) fn on_insert(
-    txn: &WriteTransaction,
+    counts: &mut Counts<'_>,
     id: &ChunkId,
-    now_ms: u64,
     expire_unreferenced: bool,
 ) -> Result<Inserted, redb::Error> {
-    let mut counts = Counts::open(txn, now_ms)?;
     let key = id.as_bytes();
     match count_of(&counts.refs, key)? {
         Some(count) if count.refs > 0 => {
@@ -296,9 +295,8 @@ pub(super) fn on_insert(
 }
 
 /// Whether a live manifest names `id`.
-pub(super) fn is_referenced(txn: &WriteTransaction, id: &[u8; 32]) -> Result<bool, redb::Error> {
-    let refs = txn.open_table(REFS)?;
-    Ok(count_of(&refs, id)?.is_some_and(|c| c.refs > 0))
+pub(super) fn is_referenced(counts: &Counts<'_>, id: &[u8; 32]) -> Result<bool, redb::Error> {
+    Ok(count_of(&counts.refs, id)?.is_some_and(|c| c.refs > 0))
 }
 
 /// Cancels `id`'s expiry (a read used it): it becomes unreferenced. Returns whether it was

@@ -30,11 +30,9 @@ use super::catalog::{Applied, Change, Record};
 use super::commit_refs::{self, RefsRequest};
 use super::device::{DeviceHandle, Engine};
 use super::error::StoreError;
-use super::flash::policy_size;
-use super::index::{Entry, Flags, key_of};
-use super::shard::extent_blocks;
+use super::index::{Entry, Flags};
+use super::removal::{entry_of, removed};
 use super::state::{Failure, Shared, lock};
-use crate::cache::policy::Queue;
 use crate::chunk::ChunkId;
 
 /// Most requests committed in one transaction: bounds the latency one batch adds.
@@ -223,53 +221,8 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
     }
 }
 
-/// Applies a committed removal of `entry` from `group` to memory: the index, the policy
-/// (unless the chunk was not in it: pinned ones are, expired and evicting ones are not),
-/// the expired set, the pinned counts, and the free space, freed after the index removal
-/// so that `grace` covers every read of it. `evicted`: the caller took it out of the
-/// policy itself.
-pub(super) fn removed<E: Engine>(shared: &Shared<E>, group: usize, entry: &Entry, evicted: bool) {
-    let scheme = shared.config.scheme;
-    shared.chunks_per_group[group].fetch_sub(1, Ordering::Relaxed);
-    shared
-        .flash
-        .bytes
-        .fetch_sub(u64::from(entry.len_bytes), Ordering::Relaxed);
-    let mut guard = lock(&shared.groups[group]);
-    if let Some(flags) = shared.index.remove_if(entry.key, entry) {
-        if flags.pinned {
-            guard.pinned.add(scheme, entry.len_bytes, -1);
-        }
-        if flags.expired {
-            guard.expired.remove(&entry.key);
-        } else if !evicted && !flags.evicting {
-            let queue = if flags.main {
-                Queue::Main
-            } else {
-                Queue::Small
-            };
-            guard
-                .policy
-                .removed(entry.key, policy_size(scheme, entry.len_bytes), queue);
-        }
-    }
-    let blocks = extent_blocks(scheme, u64::from(entry.len_bytes));
-    guard
-        .space
-        .free(entry.offset_blocks, blocks, shared.grace.stamp());
-}
-
 fn micros(duration: std::time::Duration) -> u64 {
     duration.as_micros().min(u128::from(u64::MAX)) as u64
-}
-
-pub(super) fn entry_of(id: &ChunkId, record: &Record) -> Entry {
-    Entry {
-        key: key_of(id),
-        generation: record.generation,
-        offset_blocks: record.offset_blocks,
-        len_bytes: record.len_bytes,
-    }
 }
 
 /// Flushes every usable device written since its last flush, all at once.

@@ -21,6 +21,7 @@ use super::error::StoreError;
 use super::flash::{Group, policy_size};
 use super::index::{Entry, Flags, key_of};
 use super::refs::ManifestPut;
+use super::removal::{entry_of, removed};
 use super::state::{Shared, lock};
 use crate::cache::policy::Queue;
 use crate::chunk::ChunkId;
@@ -351,7 +352,10 @@ fn sweep_batch<E: Engine>(shared: &Shared<E>) -> Result<SweepBatch, StoreError> 
     };
     for (id, record) in &swept.deleted {
         let group = shared.geometry.placement(id).group;
-        super::commit::removed(shared, group, &super::commit::entry_of(id, record), true);
+        removed(shared, group, &entry_of(id, record), true);
+        if let Some(listener) = shared.swept.get() {
+            listener(id);
+        }
         batch.swept_chunks += 1;
         batch.swept_bytes += u64::from(record.len_bytes);
     }

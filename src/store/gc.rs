@@ -4,33 +4,25 @@
 //! Each durable operation is a request to the commit thread (`commit_refs`), awaited on a
 //! oneshot channel, so a core never blocks on a catalog commit; reads of manifests are one
 //! short catalog read transaction. A sweep is a series of commit-thread transactions of up
-//! to `SWEEP_BATCH` expiries each; the sweeper thread (`chunkd-gc`) runs one every
-//! `gc_interval`, pausing between batches so that PUT commits queued behind it wait at
-//! most one batch.
+//! to `SWEEP_BATCH` expiries each (the periodic ones run on the `sweeper` thread).
 //!
 //! **Architecture invariant:** manifests and counts change only on the commit thread.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crossbeam::channel::Sender;
 use tokio::sync::oneshot;
 
 use super::commit::Request;
-use super::commit_refs::{RefsRequest, SWEEP_BATCH, SweepBatch};
+use super::commit_refs::RefsRequest;
 use super::device::Engine;
 use super::error::StoreError;
 use super::handle::{LocalStore, Store};
 use super::index::key_of;
 use super::refs::{GcStats, ManifestName, ManifestPut, RefState, SweepReport};
-use super::state::Shared;
+use super::sweeper::finish_sweep;
 use crate::chunk::ChunkId;
-
-/// Pause of the periodic sweeper between two batches: at most ~20 batches (20,480
-/// deletions) a second, leaving the commit thread to PUTs in between.
-const SWEEPER_PAUSE: Duration = Duration::from_millis(50);
 
 impl<E: Engine> Store<E> {
     /// Stores manifest `name` listing `chunks` (in order, repeats allowed), replacing any
@@ -111,6 +103,13 @@ impl<E: Engine> Store<E> {
         })
     }
 
+    /// Calls `listener` with every chunk a sweep deletes, after its removal is committed
+    /// (the node drops it from its memory tier, so a deleted chunk is not served from
+    /// there). Once per store; a second listener is refused (returns false).
+    pub fn on_swept(&self, listener: impl Fn(&ChunkId) + Send + Sync + 'static) -> bool {
+        self.shared().swept.set(Box::new(listener)).is_ok()
+    }
+
     /// Counts of manifests, references, pins, expiries and sweeps.
     pub fn gc_stats(&self) -> GcStats {
         let shared = self.shared();
@@ -158,45 +157,6 @@ impl<E: Engine> LocalStore<E> {
     }
 }
 
-impl SweepReport {
-    /// Adds a batch; returns whether the sweep should go on (a full batch that ended some).
-    fn add(&mut self, batch: &SweepBatch) -> bool {
-        self.swept_chunks += batch.swept_chunks;
-        self.swept_bytes += batch.swept_bytes;
-        self.cancelled += batch.cancelled;
-        batch.found == SWEEP_BATCH && batch.ended > 0
-    }
-}
-
-/// Counts a finished sweep and fills in what remains expired.
-fn finish_sweep<E: Engine>(
-    shared: &Shared<E>,
-    mut report: SweepReport,
-    started: Instant,
-) -> Result<SweepReport, StoreError> {
-    report.duration = started.elapsed();
-    report.expired_remaining = shared.catalog.expiries()?;
-    let gc = &shared.gc;
-    let micros = report.duration.as_micros() as u64;
-    gc.sweeps.fetch_add(1, Ordering::Relaxed);
-    gc.swept_chunks
-        .fetch_add(report.swept_chunks, Ordering::Relaxed);
-    gc.swept_bytes
-        .fetch_add(report.swept_bytes, Ordering::Relaxed);
-    gc.sweep_micros.fetch_add(micros, Ordering::Relaxed);
-    gc.last_sweep_micros.store(micros, Ordering::Relaxed);
-    if report.swept_chunks > 0 || report.cancelled > 0 {
-        tracing::info!(
-            swept_chunks = report.swept_chunks,
-            swept_bytes = report.swept_bytes,
-            cancelled = report.cancelled,
-            expired_remaining = report.expired_remaining,
-            "gc sweep"
-        );
-    }
-    Ok(report)
-}
-
 /// Sends a request to the commit thread and waits for its answer.
 async fn ask<T>(
     commits: &Sender<Request>,
@@ -209,82 +169,4 @@ async fn ask<T>(
     answer
         .await
         .map_err(|_| StoreError::Catalog("the commit thread dropped a request".into()))?
-}
-
-/// The periodic sweeper: a thread that sweeps every `gc_interval`.
-pub(super) struct Sweeper {
-    stop: Arc<AtomicBool>,
-    wake: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sweeper {
-    /// Starts the sweeper, unless `gc_interval` is zero.
-    pub(super) fn spawn<E: Engine>(
-        shared: Arc<Shared<E>>,
-        commits: Sender<Request>,
-    ) -> Option<Sweeper> {
-        let interval = shared.config.gc_interval;
-        if interval.is_zero() {
-            return None;
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let (wake, wakes) = crossbeam::channel::bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("chunkd-gc".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Acquire) {
-                    let _ = wakes.recv_timeout(interval);
-                    if stopped.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Err(error) = sweep_blocking(&shared, &commits, &stopped) {
-                        tracing::error!(%error, "periodic gc sweep failed");
-                    }
-                }
-            })
-            .expect("the sweeper thread starts");
-        Some(Sweeper {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.try_send(());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the sweeper thread panicked");
-        }
-    }
-}
-
-/// One sweep from the sweeper thread, pausing between batches.
-fn sweep_blocking<E: Engine>(
-    shared: &Shared<E>,
-    commits: &Sender<Request>,
-    stop: &AtomicBool,
-) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let mut report = SweepReport::default();
-    loop {
-        let (reply, answer) = oneshot::channel();
-        commits
-            .send(Request::Refs(RefsRequest::Sweep { reply }))
-            .map_err(|_| StoreError::Catalog("the commit thread has stopped".into()))?;
-        let batch = answer
-            .blocking_recv()
-            .map_err(|_| StoreError::Catalog("the commit thread dropped a request".into()))??;
-        if !report.add(&batch) || stop.load(Ordering::Acquire) {
-            break;
-        }
-        std::thread::sleep(SWEEPER_PAUSE);
-    }
-    finish_sweep(shared, report, started).map(|_| ())
 }

@@ -20,7 +20,6 @@ use super::device::{Device, DeviceHandle, Engine};
 use super::error::StoreError;
 use super::evict::Evictor;
 use super::flash::FlashStats;
-use super::gc::Sweeper;
 use super::geometry::{self, Geometry};
 use super::header_cache::HeaderCache;
 use super::health::{DeviceState, Health};
@@ -29,6 +28,7 @@ use super::repair::queue::Queue;
 use super::repair::snapshot;
 use super::shard;
 use super::state::{Failure, Shared, lock};
+use super::sweeper::Sweeper;
 use crate::chunk::ChunkId;
 use crate::erasure::{Codec, Layout, Scheme};
 

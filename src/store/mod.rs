@@ -57,12 +57,14 @@ mod open;
 mod read;
 mod rebuilds;
 mod refs;
+mod removal;
 mod repair;
 mod room;
 mod shard;
 mod space;
 mod state;
 mod stripe;
+mod sweeper;
 mod write;
 
 pub use aligned::{AlignedBuf, IO_ALIGN_BYTES, SharedSlice, release_idle_regions};

@@ -33,7 +33,6 @@ use super::device::{DeviceHandle, DeviceSpec, Engine, first_duplicate};
 use super::error::StoreError;
 use super::evict::Evictor;
 use super::flash::{FlashCounters, Group, loaded_group};
-use super::gc::Sweeper;
 use super::geometry::{
     DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
 };
@@ -44,6 +43,7 @@ use super::refs::GcCounters;
 use super::repair::queue::Queue;
 use super::shard::{BLOCKS_MAX, CHECKSUM_BLOCK_BYTES, extent_blocks};
 use super::state::{DeviceSlot, Shared};
+use super::sweeper::Sweeper;
 
 /// What opening the store found.
 #[derive(Clone, Debug)]
@@ -128,6 +128,7 @@ impl<E: Engine> Store<E> {
                 referenced: AtomicU64::new(loaded.referenced),
                 ..GcCounters::default()
             },
+            swept: std::sync::OnceLock::new(),
             evict_wake: evict_wake.clone(),
             unrecoverable: Mutex::new(std::collections::HashSet::new()),
         });

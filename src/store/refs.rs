@@ -171,6 +171,9 @@ pub struct GcStats {
     pub last_sweep_micros: u64,
 }
 
+/// Told of every chunk a sweep deletes (see `Store::on_swept`).
+pub(super) type SweptListener = Box<dyn Fn(&ChunkId) + Send + Sync>;
+
 /// The counters behind [`GcStats`], kept by the commit thread, the reads and the sweeps.
 #[derive(Debug, Default)]
 pub(super) struct GcCounters {

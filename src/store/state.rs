@@ -17,7 +17,7 @@ use super::geometry::Geometry;
 use super::grace::Grace;
 use super::health::{DeviceCounters, StoreCounters};
 use super::index::Index;
-use super::refs::GcCounters;
+use super::refs::{GcCounters, SweptListener};
 use crate::chunk::ChunkId;
 
 /// A device of the store: its handle and its health.
@@ -97,6 +97,8 @@ pub(super) struct Shared<E: Engine> {
     pub(super) flash: FlashCounters,
     /// Manifests, references, expired reads and sweeps (see `refs`).
     pub(super) gc: GcCounters,
+    /// Told of every chunk a sweep deletes.
+    pub(super) swept: std::sync::OnceLock<SweptListener>,
     /// Wakes the evictor (a PUT left a group below its low watermark).
     pub(super) evict_wake: crossbeam::channel::Sender<()>,
     /// Chunks found with fewer than `k` sound shards while every device was usable: gone

@@ -10,7 +10,7 @@ use chunkd::config::ServeConfig;
 use chunkd::http::{CoreServer, Node};
 use chunkd::metrics::Metrics;
 use chunkd::store::device::sim::{SimDevice, SimEngine};
-use chunkd::store::{ShardLocation, Store};
+use chunkd::store::{ShardLocation, Store, StoreConfig};
 use clap::Parser;
 
 /// Seeds the simulated engine's faults (none unless a test sets a plan).
@@ -64,12 +64,30 @@ impl TestNode {
         }
     }
 
+    /// A ready node with devices of `device_mib` MiB, whose store configuration `tweak`
+    /// adjusts after the flags: for what no flag sets, such as a manual GC clock.
+    pub fn with_store(
+        flags: &[&str],
+        device_mib: u64,
+        tweak: impl FnOnce(&mut StoreConfig),
+    ) -> TestNode {
+        let node = TestNode::recovering(flags);
+        node.open_store_with(device_mib, tweak);
+        node
+    }
+
     /// Opens the store on the simulated devices and hands it to the node.
     pub fn open_store(&self, device_mib: u64) {
+        self.open_store_with(device_mib, |_| {});
+    }
+
+    /// As [`TestNode::open_store`], with the store configuration adjusted by `tweak`.
+    pub fn open_store_with(&self, device_mib: u64, tweak: impl FnOnce(&mut StoreConfig)) {
         let mut config = self.node.config.store().expect("a valid store config");
         for device in &mut config.devices {
             device.size_bytes = Some(device_mib << 20);
         }
+        tweak(&mut config);
         let (store, _) = Store::open(config, &self.engine).expect("the store opens");
         self.node.store_opened(store);
     }
