@@ -15,6 +15,7 @@ each and the ratio curl / chunkd (above 1.0: chunkd is faster). See tuning/READM
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -133,10 +134,17 @@ def curl(config, parallel):
          "-H", "Expect:", "--config", str(config)])
 
 
+CPU = []  # client CPU seconds (user + sys of the child processes) of each timed() call
+
+
 def timed(action):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     action()
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return seconds
 
 
 def main():
@@ -207,7 +215,7 @@ def main():
                 finally:
                     node.stop()
                 times["push"][who].append(seconds)
-                log(f"round {round_ + 1} push  {who:6} {seconds:6.2f} s")
+                log(f"round {round_ + 1} push  {who:6} {seconds:6.2f} s (client CPU {CPU[-1]:.2f} s)")
         if "fetch" in cases:
             node = start()
             try:
@@ -229,7 +237,8 @@ def main():
                         run(["cmp", str(out), str(image)])
                     times["fetch"][who].append(seconds)
                     detail = f" (GETs {download:.2f} s)" if who == "curl" else ""
-                    log(f"round {round_ + 1} fetch {who:6} {seconds:6.2f} s{detail}")
+                    cpu = CPU[-1] + (CPU[-2] if who == "curl" else 0)
+                    log(f"round {round_ + 1} fetch {who:6} {seconds:6.2f} s{detail} (client CPU {cpu:.2f} s)")
             finally:
                 node.stop()
     shutil.rmtree(curl_dir, ignore_errors=True)

@@ -108,32 +108,44 @@ fn write_output(
     file.set_len(range.len_bytes).at(temp)?;
     let bar = progress::bar(options.progress, range.len_bytes, true);
     let received = AtomicU64::new(0);
-    pool::run::<ClientError>(fetches.len(), options.parallel, |index| {
-        let fetch = &fetches[index];
-        let (plaintext, sealed_bytes) = fetch_chunk(transport, fetch)?;
-        for piece in &fetch.pieces {
-            let from = piece.from_bytes as usize;
-            let bytes = &plaintext[from..from + piece.len_bytes as usize];
-            file.write_all_at(bytes, piece.out_offset_bytes).at(temp)?;
-            bar.inc(piece.len_bytes);
-        }
-        received.fetch_add(sealed_bytes, Ordering::Relaxed);
-        Ok(())
-    })?;
+    pool::run::<_, ClientError>(
+        fetches.len(),
+        options.parallel,
+        |buffer: &mut Vec<u8>, index| {
+            let fetch = &fetches[index];
+            let (plaintext, sealed_bytes) = fetch_chunk(transport, fetch, std::mem::take(buffer))?;
+            for piece in &fetch.pieces {
+                let from = piece.from_bytes as usize;
+                let bytes = &plaintext[from..from + piece.len_bytes as usize];
+                file.write_all_at(bytes, piece.out_offset_bytes).at(temp)?;
+                bar.inc(piece.len_bytes);
+            }
+            received.fetch_add(sealed_bytes, Ordering::Relaxed);
+            // The plaintext is the answer's buffer, opened in place: the next answer reuses it.
+            *buffer = plaintext;
+            Ok(())
+        },
+    )?;
     file.sync_all().at(temp)?;
     bar.finish_and_clear();
     Ok(received.into_inner())
 }
 
 /// One chunk's plaintext, checked against its id, its key and its length, and the
-/// number of sealed bytes received.
-fn fetch_chunk(transport: &Transport, fetch: &Fetch<'_>) -> Result<(Vec<u8>, u64), ClientError> {
+/// number of sealed bytes received. The answer is read into `buffer`, which becomes the
+/// plaintext.
+fn fetch_chunk(
+    transport: &Transport,
+    fetch: &Fetch<'_>,
+    mut buffer: Vec<u8>,
+) -> Result<(Vec<u8>, u64), ClientError> {
     let entry = fetch.entry;
-    let answer = transport.send(Method::Get, &format!("/v1/chunks/{}", entry.id))?;
+    let path = format!("/v1/chunks/{}", entry.id);
+    let answer = transport.send(Method::Get, &path, &mut buffer)?;
     let node_index = answer.node;
     let node = || transport.nodes().name(node_index).to_owned();
-    let sealed_bytes = answer.body.len() as u64;
-    let actual = ChunkId::of(&answer.body);
+    let sealed_bytes = buffer.len() as u64;
+    let actual = ChunkId::of(&buffer);
     if actual != entry.id {
         return Err(ClientError::ChunkIdMismatch {
             node: node(),
@@ -141,13 +153,12 @@ fn fetch_chunk(transport: &Transport, fetch: &Fetch<'_>) -> Result<(Vec<u8>, u64
             actual,
         });
     }
-    let plaintext =
-        crypto::open(answer.body, &entry.key).map_err(|reason| ClientError::ChunkOpen {
-            node: node(),
-            id: entry.id,
-            offset_bytes: entry.offset_bytes,
-            reason,
-        })?;
+    let plaintext = crypto::open(buffer, &entry.key).map_err(|reason| ClientError::ChunkOpen {
+        node: node(),
+        id: entry.id,
+        offset_bytes: entry.offset_bytes,
+        reason,
+    })?;
     if plaintext.len() as u64 != entry.len_bytes {
         return Err(ClientError::ChunkLength {
             id: entry.id,

@@ -32,4 +32,4 @@ pub use nodes::Nodes;
 pub use plan::{ByteRange, resolve_range};
 pub use push::{PushOptions, PushReport, push};
 pub use retry::{Attempts, Failure, Next, RetryPolicy};
-pub use transport::{Answer, Method, Transport};
+pub use transport::{Answer, Body, Method, Transport};

@@ -13,7 +13,7 @@
 //! node without an origin) from the moment they arrive: a chunk uploaded first could be
 //! evicted before the manifest named it.
 
-use std::fs;
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ClientError, IoContext};
 use super::pool;
 use super::progress;
-use super::transport::{Method, Transport};
+use super::transport::{Body, Method, Transport};
 use crate::chunk::ChunkId;
 use crate::image::{CHUNKS_DIR, MANIFEST_FILE, Manifest};
 use crate::store::ManifestName;
@@ -116,7 +116,9 @@ fn put_manifest(
     chunks: usize,
 ) -> Result<NodeAnswer, ClientError> {
     let path = format!("/v1/manifests/{name}");
-    let answer = transport.send(Method::Put(body, "application/json"), &path)?;
+    let mut answer_body = Vec::new();
+    let method = Method::Put(Body::Bytes(body), "application/json");
+    let answer = transport.send(method, &path, &mut answer_body)?;
     let node = transport.nodes().name(answer.node).to_owned();
     let unexpected = |reason: String| ClientError::Answer {
         node: node.clone(),
@@ -124,7 +126,7 @@ fn put_manifest(
         reason,
     };
     let parsed: ManifestAnswer =
-        serde_json::from_slice(&answer.body).map_err(|e| unexpected(e.to_string()))?;
+        serde_json::from_slice(&answer_body).map_err(|e| unexpected(e.to_string()))?;
     if parsed.chunks != chunks || parsed.missing.len() > parsed.distinct {
         return Err(unexpected(format!(
             "{} chunks, {} distinct, {} missing for a manifest of {chunks} chunks",
@@ -149,27 +151,32 @@ fn upload(
     let chunks_dir = dir.join(CHUNKS_DIR);
     let bar = progress::bar(options.progress, missing.len() as u64, false);
     let sent_bytes = AtomicU64::new(0);
-    pool::run::<ClientError>(missing.len(), options.parallel, |index| {
-        let id = missing[index];
-        let path = chunks_dir.join(id.to_string());
-        let bytes = match fs::read(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ClientError::Io {
-                    path,
-                    cause: io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "the manifest names this chunk but the packed directory lacks it",
-                    ),
-                });
-            }
-            read => read.at(&path)?,
-        };
-        let method = Method::Put(&bytes, "application/octet-stream");
-        transport.send(method, &format!("/v1/chunks/{id}"))?;
-        sent_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        bar.inc(1);
-        Ok(())
-    })?;
+    pool::run::<_, ClientError>(
+        missing.len(),
+        options.parallel,
+        |answer: &mut Vec<u8>, index| {
+            let id = missing[index];
+            let path = chunks_dir.join(id.to_string());
+            let file = match File::open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(ClientError::Io {
+                        path,
+                        cause: io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "the manifest names this chunk but the packed directory lacks it",
+                        ),
+                    });
+                }
+                opened => opened.at(&path)?,
+            };
+            let len_bytes = file.metadata().at(&path)?.len();
+            let method = Method::Put(Body::File(&file), "application/octet-stream");
+            transport.send(method, &format!("/v1/chunks/{id}"), answer)?;
+            sent_bytes.fetch_add(len_bytes, Ordering::Relaxed);
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     Ok(sent_bytes.into_inner())
 }
