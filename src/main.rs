@@ -105,11 +105,11 @@ enum Command {
         /// File to write the image (or the range) to (replaced if it exists).
         #[arg(long)]
         out: PathBuf,
-        /// First byte of the image to fetch (default 0).
+        /// First byte of the image to fetch (default 0; bytes, or with K, M, G).
         #[arg(long, value_parser = chunkd::units::parse_size)]
         offset: Option<u64>,
-        /// Bytes to fetch (default: to the end of the image). The output holds exactly
-        /// these bytes.
+        /// Bytes to fetch (default: to the end of the image; K, M, G accepted). The output
+        /// holds exactly these bytes.
         #[arg(long, value_parser = chunkd::units::parse_size)]
         length: Option<u64>,
         /// Do not draw a progress bar (none is drawn when stderr is not a terminal).
