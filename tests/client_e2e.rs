@@ -313,6 +313,11 @@ fn a_real_image_goes_to_a_node_and_back_and_its_space_is_freed_after_the_manifes
         reads_before + 1.0,
         "the expired read was not counted"
     );
+    let state =
+        |id: &str| get(server.addr, &format!("/v1/chunks/{id}/meta"), &[]).json()["state"].clone();
+    assert_eq!(state(kept), "unreferenced", "the read cancels the deletion");
+    let other = ids.iter().find(|id| *id != kept).expect("another chunk");
+    assert_eq!(state(other), "expired");
     wait_past_grace(deleted);
     let swept = sweep(&server);
     assert_eq!(count(&swept, "swept_chunks"), distinct - 1, "{swept}");
