@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::ClientError;
@@ -85,6 +85,8 @@ pub struct Transport {
     preferred: AtomicUsize,
     /// Seeds each request's jitter stream.
     jitter_seed: AtomicU64,
+    /// Whether a failure of each node has been reported.
+    reported: Vec<AtomicBool>,
 }
 
 impl Transport {
@@ -118,6 +120,7 @@ impl Transport {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |t| t.as_nanos() as u64)
             | 1;
+        let reported = (0..nodes.len()).map(|_| AtomicBool::new(false)).collect();
         Transport {
             agent: ureq::Agent::new_with_config(config),
             nodes,
@@ -125,6 +128,7 @@ impl Transport {
             policy,
             preferred: AtomicUsize::new(0),
             jitter_seed: AtomicU64::new(seed),
+            reported,
         }
     }
 
@@ -170,6 +174,19 @@ impl Transport {
             let unit = (jitter.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             match attempts.failed(failure, unit) {
                 Next::Retry { wait, .. } => {
+                    // Said once per node (at info), so a dead node in a list of several is
+                    // visible without a line per chunk; every retry is logged at debug.
+                    if !self.reported[node].swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{}: {description}; trying again{}",
+                            self.nodes.name(node),
+                            if self.nodes.len() > 1 {
+                                " and on the other nodes"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     tracing::debug!(
                         node = self.nodes.name(node),
                         %description,
