@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod cache;
 pub mod chunk;
+pub mod client;
 pub mod config;
 pub mod cores;
 pub mod crypto;

@@ -62,6 +62,59 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Then push the packed image to this node, as `chunkd push DIR --node URL` does
+        /// (several URLs, comma-separated, are tried in order; see `chunkd push --help`).
+        #[arg(long = "node", value_name = "URL[,URL...]", value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// With --node: the manifest's name (default: the name of the --out directory).
+        #[arg(long, requires = "nodes")]
+        name: Option<String>,
+        /// With --node: the node's write token, sent as `Authorization: Bearer T`.
+        #[arg(long, env = "CHUNKD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Put a packed image on a node: its manifest, and only the chunks the node lacks.
+    ///
+    /// Sends PUT /v1/manifests/NAME with the chunk ids of DIR/manifest.json (never the
+    /// keys), uploads the chunks the node answers are missing from DIR/chunks, in parallel,
+    /// then puts the manifest again and fails if the node still lacks any. Pushing the same
+    /// image again uploads nothing.
+    Push {
+        /// Directory written by `chunkd pack`.
+        dir: PathBuf,
+        #[command(flatten)]
+        node: chunkd::client::NodeArgs,
+        /// The manifest's name on the node: 1-128 of A-Z a-z 0-9 . _ -, not starting with
+        /// '.'. Default: the directory's own name (`images/debian-12` → `debian-12`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not draw a progress bar (none is drawn when stderr is not a terminal).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Rebuild an image, or a byte range of it, from a node, with the local manifest.
+    ///
+    /// The keys stay in DIR/manifest.json: the node only sees chunk ids. Every chunk is
+    /// checked against its id and its key before its bytes are written; the output appears
+    /// only when complete, and on any error nothing is left at the output path.
+    Fetch {
+        /// Directory written by `chunkd pack` (only its manifest.json is read).
+        dir: PathBuf,
+        #[command(flatten)]
+        node: chunkd::client::NodeArgs,
+        /// File to write the image (or the range) to (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// First byte of the image to fetch (default 0; bytes, or with K, M, G).
+        #[arg(long, value_parser = chunkd::units::parse_size)]
+        offset: Option<u64>,
+        /// Bytes to fetch (default: to the end of the image; K, M, G accepted). The output
+        /// holds exactly these bytes.
+        #[arg(long, value_parser = chunkd::units::parse_size)]
+        length: Option<u64>,
+        /// Do not draw a progress bar (none is drawn when stderr is not a terminal).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Rebuild an image from a packed directory, verifying every chunk's id and tag.
     ///
@@ -209,6 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             salt,
             quiet,
+            nodes,
+            name,
+            token,
         } => {
             let options = chunkd::image::PackOptions {
                 salt: salt.0,
@@ -221,6 +277,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 manifest.image_len_bytes,
                 manifest.chunks.len(),
                 manifest.holes.len(),
+                out.display()
+            );
+            if !nodes.is_empty() {
+                let node = chunkd::client::NodeArgs {
+                    nodes,
+                    token,
+                    parallel: chunkd::client::DEFAULT_PARALLEL,
+                };
+                push(&out, &node, name.as_deref(), quiet)?;
+            }
+        }
+        Command::Push {
+            dir,
+            node,
+            name,
+            quiet,
+        } => push(&dir, &node, name.as_deref(), quiet)?,
+        Command::Fetch {
+            dir,
+            node,
+            out,
+            offset,
+            length,
+            quiet,
+        } => {
+            let options = chunkd::client::FetchOptions {
+                offset,
+                length,
+                parallel: node.parallel,
+                progress: !quiet,
+            };
+            let report = chunkd::client::fetch(&dir, &node.transport()?, &out, &options)
+                .with_context(|| format!("fetching {} into {}", dir.display(), out.display()))?;
+            println!(
+                "fetched {} bytes (image bytes {}..{}) from {} chunks ({} bytes received) in {:.2} s into {}",
+                report.range.len_bytes,
+                report.range.offset_bytes,
+                report.range.offset_bytes + report.range.len_bytes,
+                report.chunks,
+                report.received_bytes,
+                report.elapsed.as_secs_f64(),
                 out.display()
             );
         }
@@ -265,6 +362,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `chunkd push`, also the second half of `chunkd pack --node`.
+fn push(
+    dir: &std::path::Path,
+    node: &chunkd::client::NodeArgs,
+    name: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let options = chunkd::client::PushOptions {
+        name: chunkd::client::manifest_name(name, dir)?,
+        parallel: node.parallel,
+        progress: !quiet,
+    };
+    let report = chunkd::client::push(dir, &node.transport()?, &options)
+        .with_context(|| format!("pushing {}", dir.display()))?;
+    println!(
+        "pushed {} to {}: {} chunks, {} distinct, {} uploaded ({} bytes) in {:.2} s",
+        report.name,
+        report.node,
+        report.chunks,
+        report.distinct,
+        report.uploaded,
+        report.uploaded_bytes,
+        report.elapsed.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -7,8 +7,8 @@
 //! key, plus the all-zero pieces (holes) that were not stored. **The manifest is a
 //! secret**: its keys open every chunk. The chunks alone reveal nothing but their sizes.
 //!
-//! **Architecture invariant:** this is the only module besides `main` that touches the
-//! file system on the client side; it never talks to a node.
+//! **Architecture invariant:** it never talks to a node (`crate::client` does, reading
+//! the manifests this module writes).
 //!
 //! Files: `manifest` (the JSON format and its validation), `pack`, `unpack`, `inspect`,
 //! and `workers` (the bounded pool that seals or opens chunks on every core).
