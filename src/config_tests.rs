@@ -102,7 +102,7 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
         store.pin_referenced,
         "no origin yet: referenced chunks are pinned"
     );
-    assert_eq!(defaults.max_manifest_bytes, 64 << 20);
+    assert_eq!(defaults.max_manifest_bytes, 8 << 20);
 
     let flags = [
         "--gc-grace=90s",

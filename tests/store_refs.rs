@@ -257,3 +257,36 @@ fn chunks_live_manifests_name_are_never_evicted_and_expired_ones_go_first() {
         assert!(evicted > 0, "expired chunks were evicted to make room");
     });
 }
+
+/// A read of an expired chunk cancels its deletion before its I/O, so a sweep that runs
+/// while the read waits on a slow device keeps the chunk the read is about to serve.
+#[test]
+fn a_sweep_during_a_slow_read_of_an_expired_chunk_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = GcClock::manual(2_000_000);
+    let engine = SimEngine::new(SEED ^ 4);
+    run(async {
+        let (store, _) = Store::open(gc_config(dir.path(), &clock), &engine).unwrap();
+        let local = store.local().unwrap();
+        let id = put(&local, Scheme::DEFAULT, SEED, 40).await;
+        store.put_manifest(&name("m"), vec![id]).await.unwrap();
+        store.delete_manifest(&name("m")).await.unwrap();
+        clock.advance(Duration::from_secs(11));
+        engine.set_faults(chunkd::store::device::sim::FaultPlan {
+            latency: Some(Duration::from_millis(200)),
+            ..Default::default()
+        });
+        let len = chunk_len(SEED, 40) as u64;
+        let (read, swept) = tokio::join!(local.read(&id, 0..len), async {
+            // Once the read has looked the chunk up and is waiting on the devices.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store.sweep().await.unwrap()
+        });
+        engine.set_faults(chunkd::store::device::sim::FaultPlan::default());
+        assert!(read.is_ok(), "the read is served: {:?}", read.err());
+        assert_eq!(swept.swept_chunks, 0, "{swept:?}");
+        assert_eq!(store.gc_stats().expired_reads, 1);
+        common::check(&local, SEED, 40).await;
+        assert_eq!(store.chunk_refs(&id).unwrap(), RefState::Unreferenced);
+    });
+}

@@ -23,7 +23,8 @@ use super::retry::{Attempts, Failure, Next, RetryPolicy, parse_retry_after};
 use crate::xorshift::XorShift;
 
 /// Longest answer body read: a chunk is at most a few MiB, a manifest answer lists at most
-/// one id (67 bytes of JSON) per chunk — 64 MiB covers a 500 GB image's.
+/// one id (67 bytes of JSON) per chunk — 64 MiB covers a 500 GB image's. A manifest PUT's
+/// answer may be as long as its body (every id missing), so a larger manifest raises it.
 pub const ANSWER_LIMIT_BYTES: u64 = 64 << 20;
 
 /// Each connection's input and output buffers: a whole sealed 512 KiB chunk and its
@@ -235,6 +236,10 @@ impl Transport {
     ) -> Result<(u16, Option<Duration>), ureq::Error> {
         let url = self.nodes.url(node, path);
         let token = self.token.as_deref();
+        let limit = match &method {
+            Method::Put(Body::Bytes(bytes), _) => ANSWER_LIMIT_BYTES.max(2 * bytes.len() as u64),
+            _ => ANSWER_LIMIT_BYTES,
+        };
         let response = match method {
             Method::Get => authorized(self.agent.get(&url), token).call()?,
             Method::Delete => authorized(self.agent.delete(&url), token).call()?,
@@ -257,13 +262,10 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let mut body = response.into_body();
-        let expected = body.content_length().unwrap_or(0).min(ANSWER_LIMIT_BYTES);
+        let expected = body.content_length().unwrap_or(0).min(limit);
         into.clear();
         into.reserve(expected as usize);
-        body.with_config()
-            .limit(ANSWER_LIMIT_BYTES)
-            .reader()
-            .read_to_end(into)?;
+        body.with_config().limit(limit).reader().read_to_end(into)?;
         Ok((status, retry_after))
     }
 }

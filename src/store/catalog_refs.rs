@@ -130,8 +130,8 @@ impl<'t> Counts<'t> {
         Ok(self.chunks.get(id.as_bytes())?.is_some())
     }
 
-    /// One more reference to `id`.
-    fn add(&mut self, id: &ChunkId) -> Result<(), redb::Error> {
+    /// One more reference to `id` (`stored`: whether the chunk is).
+    fn add(&mut self, id: &ChunkId, stored: bool) -> Result<(), redb::Error> {
         let key = id.as_bytes();
         let refs = match count_of(&self.refs, key)? {
             Some(count) if count.refs > 0 => count.refs + 1,
@@ -144,7 +144,7 @@ impl<'t> Counts<'t> {
         };
         if refs == 1 {
             self.changed.referenced_delta += 1;
-            if self.stored(id)? {
+            if stored {
                 self.changed.transitions.push(Transition::Referenced(*id));
             }
         }
@@ -209,18 +209,19 @@ pub(super) fn put_manifest(
     let new_set: HashSet<ChunkId> = new.iter().copied().collect();
     let mut counts = Counts::open(txn, now_ms)?;
     // Additions first: an id moving between manifests never passes through zero.
-    for id in new.iter().filter(|id| !old_set.contains(id)) {
-        counts.add(id)?;
+    let mut missing = Vec::new();
+    for id in &new {
+        let stored = counts.stored(id)?;
+        if !stored {
+            missing.push(*id);
+        }
+        if !old_set.contains(id) {
+            counts.add(id, stored)?;
+        }
     }
     for id in distinct(old.as_deref().unwrap_or_default()) {
         if !new_set.contains(&id) {
             counts.drop_one(&id)?;
-        }
-    }
-    let mut missing = Vec::new();
-    for id in &new {
-        if !counts.stored(id)? {
-            missing.push(*id);
         }
     }
     let bytes: Vec<u8> = ids.iter().flat_map(|id| *id.as_bytes()).collect();

@@ -225,7 +225,10 @@ fn expired_now<E: Engine>(shared: &Shared<E>, id: &ChunkId) {
             let size = policy_size(scheme, entry.len_bytes);
             group.policy.removed(entry.key, size, queue);
         }
-        group.expired.insert(entry.key);
+        // One being evicted goes to the set if its eviction fails (`unpick`).
+        if !flags.evicting {
+            group.expired.insert(entry.key);
+        }
         shared.index.modify(entry.key, |f| Flags {
             referenced: false,
             pinned: false,

@@ -233,7 +233,7 @@ impl<E: Engine> Store<E> {
     }
 
     /// Pins chunk `id` (it is never evicted) or unpins it by hand; returns whether it is
-    /// stored (and not being evicted). Manifests pin what they name by themselves; this is
+    /// stored (and neither expired nor being evicted). Manifests pin what they name by themselves; this is
     /// for tests and tools, and a manifest change may undo it.
     pub fn set_pinned(&self, id: &ChunkId, pinned: bool) -> bool {
         let shared = self.shared();
@@ -242,6 +242,10 @@ impl<E: Engine> Store<E> {
         let Some((entry, before)) = shared.index.get_with_flags(key) else {
             return false;
         };
+        // An expired chunk is out of the policy (a sweep will delete it): not pinnable.
+        if pinned && before.expired {
+            return false;
+        }
         if !shared.index.set_pinned(key, pinned) {
             return false;
         }

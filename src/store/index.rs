@@ -414,12 +414,12 @@ impl Index {
         }
     }
 
-    /// Marks the entry with `key` as being evicted, unless it is pinned (or gone); returns
-    /// whether it was marked.
+    /// Marks the entry with `key` as being evicted, unless it is pinned, already being
+    /// removed (by an eviction or a sweep), or gone; returns whether it was marked.
     pub fn mark_evicting(&self, key: u64) -> bool {
         match self.read(key).find(key, |e| e.key == key) {
             Some(slot) => slot.try_update(|f| {
-                (!f.pinned).then_some(Flags {
+                (!f.pinned && !f.evicting).then_some(Flags {
                     evicting: true,
                     ..f
                 })

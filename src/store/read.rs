@@ -111,9 +111,8 @@ impl<E: Engine> LocalStore<E> {
         match &read {
             Ok(_) => {
                 flash.hits.add(1);
-                if self.shared.index.hit(key_of(id)) == Hit::Expired {
-                    self.expired_read(id);
-                }
+                // An expired chunk's cancellation was made before the I/O (below).
+                self.shared.index.hit(key_of(id));
             }
             Err(StoreError::NotFound) => {
                 flash.misses.add(1);
@@ -124,7 +123,8 @@ impl<E: Engine> LocalStore<E> {
     }
 
     /// As [`LocalStore::read`], counting nothing: for the further ranges of one request
-    /// (one request is one hit for the policy and the metrics).
+    /// (one request is one hit for the policy and the metrics). A read of an expired chunk
+    /// still cancels its deletion (see `refs`).
     pub async fn read_uncounted(
         &self,
         id: &ChunkId,
@@ -132,11 +132,17 @@ impl<E: Engine> LocalStore<E> {
     ) -> Result<ChunkBytes, StoreError> {
         // Held until the last I/O of this record: its space is not reused meanwhile.
         let _pass = self.shared.grace.enter();
-        let entry = self
+        let (entry, flags) = self
             .shared
             .index
-            .get(key_of(id))
+            .get_with_flags(key_of(id))
             .ok_or(StoreError::NotFound)?;
+        // Cancelled before the I/O, not after: a sweep that claims the chunk meanwhile
+        // would delete a chunk this read then serves. (A sweep that claimed it first
+        // wins; the read is still counted as an alarm.)
+        if flags.expired && !flags.cancelled {
+            self.expired_read(id);
+        }
         let stripe = self.stripe(id, entry);
         let layout = stripe.layout;
         let len_bytes = layout.chunk_len_bytes();
