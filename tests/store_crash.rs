@@ -16,7 +16,7 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -31,6 +31,7 @@ use chunkd::store::{
     DEFAULT_MAX_CHUNK_BYTES, Engine, LocalStore, OpenReport, PutOutcome, Store, StoreConfig,
     StoreError, VerifiedChunk,
 };
+use common::child::{said, say};
 use common::{Rng, config, run};
 use futures_util::StreamExt;
 
@@ -81,21 +82,6 @@ fn unique_chunk(seq: u64) -> (ChunkId, Vec<u8>) {
 /// Whether the child deletes chunk `seq` once its put is acknowledged: about one in four.
 fn deleted_after_put(seq: u64) -> bool {
     common::chunk_bytes(SEED ^ 0xde1e7e, seq, 1)[0] < 64
-}
-
-/// Marks the child's messages: the test harness writes on the same lines.
-const SAYS: &str = "child says: ";
-
-/// One message to the parent, flushed at once so it is in the pipe before the next step.
-fn say(message: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{SAYS}{message}").unwrap();
-    out.flush().unwrap();
-}
-
-/// The message in a line of the child's output, if there is one.
-fn said(line: &str) -> Option<&str> {
-    line.split_once(SAYS).map(|(_, message)| message)
 }
 
 /// The child: puts chunks `first..`, printing `put {seq}` after each put returns and
