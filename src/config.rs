@@ -268,6 +268,12 @@ pub struct ServeConfig {
     #[arg(long, env = "CHUNKD_MAX_MANIFEST_BYTES", default_value = "8M", value_parser = parse_size)]
     pub max_manifest_bytes: u64,
 
+    /// Most manifests the node keeps; a PUT of a new one beyond it gets 507 (replacing an
+    /// existing one is always allowed). Bounds the catalog a writer can grow and the
+    /// listing of GET /v1/manifests.
+    #[arg(long, env = "CHUNKD_MAX_MANIFESTS", default_value_t = crate::store::DEFAULT_MAX_MANIFESTS)]
+    pub max_manifests: u64,
+
     /// How long a chunk stays after the last manifest naming it is deleted or replaced,
     /// before a sweep deletes it; a read meanwhile cancels the deletion and is counted (an
     /// alarm: something still uses it). Also time to put a replacing manifest again.
@@ -347,6 +353,7 @@ impl ServeConfig {
         store.evict_low_watermark_percent = self.evict_low_watermark;
         store.evict_high_watermark_percent = self.evict_high_watermark;
         store.gc_grace = self.gc_grace;
+        store.max_manifests = self.max_manifests;
         store.gc_interval = self.gc_interval;
         store.gc_unreferenced = self.gc_unreferenced;
         // `pin_referenced` stays on: with no origin a referenced chunk may be the only copy.

@@ -103,12 +103,14 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
         "no origin yet: referenced chunks are pinned"
     );
     assert_eq!(defaults.max_manifest_bytes, 8 << 20);
+    assert_eq!(store.max_manifests, crate::store::DEFAULT_MAX_MANIFESTS);
 
     let flags = [
         "--gc-grace=90s",
         "--gc-interval=0",
         "--gc-unreferenced",
         "--max-manifest-bytes=1M",
+        "--max-manifests=7",
     ];
     let set = parse(&flags);
     let store = set.store().unwrap();
@@ -120,6 +122,7 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
     );
     assert!(store.gc_unreferenced);
     assert_eq!(set.max_manifest_bytes, 1 << 20);
+    assert_eq!(store.max_manifests, 7);
 
     // Each is also a CHUNKD_* variable (read by clap; not set here, as the environment is
     // shared by the tests running at once).
@@ -129,6 +132,7 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
         ("gc_interval", "CHUNKD_GC_INTERVAL"),
         ("gc_unreferenced", "CHUNKD_GC_UNREFERENCED"),
         ("max_manifest_bytes", "CHUNKD_MAX_MANIFEST_BYTES"),
+        ("max_manifests", "CHUNKD_MAX_MANIFESTS"),
     ] {
         let arg = command
             .get_arguments()
@@ -141,7 +145,7 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
     let path = dir.path().join("chunkd.toml");
     std::fs::write(
         &path,
-        "gc-grace = \"2m\"\ngc_interval = 5\ngc-unreferenced = true\nmax-manifest-bytes = \"2M\"\n",
+        "gc-grace = \"2m\"\ngc_interval = 5\ngc-unreferenced = true\nmax-manifest-bytes = \"2M\"\nmax-manifests = 9\n",
     )
     .unwrap();
     let matches = command.clone().try_get_matches_from(["serve"]).unwrap();
@@ -153,4 +157,5 @@ fn gc_settings_reach_the_store_from_flags_variables_and_the_file() {
     assert_eq!(store.gc_interval, Duration::from_secs(5));
     assert!(store.gc_unreferenced);
     assert_eq!(from_file.max_manifest_bytes, 2 << 20);
+    assert_eq!(store.max_manifests, 9);
 }

@@ -769,3 +769,37 @@ fn a_swept_chunk_leaves_the_memory_tier_too() {
         meta.assert_error(404);
     });
 }
+
+/// `--max-manifests` bounds how many manifests a node keeps: a new one beyond it is
+/// refused with 507 and a reason; replacing one is allowed; deleting one makes room.
+#[test]
+fn a_new_manifest_beyond_max_manifests_is_refused_and_a_replacement_is_not() {
+    run(async {
+        let node = TestNode::start(&["--max-manifests=2"]);
+        let server = node.server();
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            for name in ["a", "b"] {
+                assert_eq!(put_manifest(&mut client, name, &[], &[]).await.status, 201);
+            }
+            let refused = put_manifest(&mut client, "c", &[], &[]).await;
+            let message = refused.assert_error(507);
+            assert!(message.contains("at most 2 manifests"), "{message}");
+            assert_eq!(put_manifest(&mut client, "b", &[], &[]).await.status, 200);
+            let listed = client.get("/v1/manifests", &[]).await.json();
+            assert_eq!(strings(&listed["manifests"]), ["a", "b"]);
+            assert_eq!(
+                client
+                    .request("DELETE", &manifest_path("a"), &[], b"")
+                    .await
+                    .status,
+                204
+            );
+            assert_eq!(put_manifest(&mut client, "c", &[], &[]).await.status, 201);
+            for name in ["b", "c"] {
+                let path = manifest_path(name);
+                assert_eq!(client.request("DELETE", &path, &[], b"").await.status, 204);
+            }
+        }
+    });
+}

@@ -95,7 +95,9 @@ pub fn store_error(failure: StoreError) -> Response<Body> {
     let status = match &failure {
         StoreError::NotFound => StatusCode::NOT_FOUND,
         StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        StoreError::NoSpace { .. } | StoreError::TooManyManifests { .. } => {
+            StatusCode::INSUFFICIENT_STORAGE
+        }
         StoreError::BadRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         StoreError::PrefixTaken => StatusCode::CONFLICT,
         StoreError::Unreadable { .. } | StoreError::Unavailable { .. } | StoreError::Io(_) => {
@@ -103,7 +105,10 @@ pub fn store_error(failure: StoreError) -> Response<Body> {
         }
         StoreError::Catalog(_) | StoreError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    if status.is_server_error() {
+    if status == StatusCode::INSUFFICIENT_STORAGE {
+        // A full node is a state, not a fault: clients retrying would flood an error log.
+        tracing::warn!(error = %failure, "store request refused");
+    } else if status.is_server_error() {
         tracing::error!(error = %failure, "store request failed");
     }
     let retry_after = match &failure {

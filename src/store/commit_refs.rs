@@ -87,6 +87,10 @@ pub(super) fn handle<E: Engine>(shared: &Shared<E>, requests: Vec<RefsRequest>) 
         match request {
             RefsRequest::Unexpire { id } => unexpire.push(id),
             RefsRequest::PutManifest { name, ids, reply } => {
+                if let Some(refusal) = over_manifest_limit(shared, &name) {
+                    let _ = reply.send(Err(refusal));
+                    continue;
+                }
                 let now = shared.config.gc_clock.now_ms();
                 let done = shared
                     .catalog
@@ -148,6 +152,20 @@ fn record_cancelled<E: Engine>(shared: &Shared<E>, unexpire: &mut Vec<ChunkId>) 
     }
     for id in unexpire.drain(..) {
         uncancel(shared, &id);
+    }
+}
+
+/// A refusal when `name` would be a new manifest beyond `max_manifests`. The count is
+/// exact here: only this thread changes it.
+fn over_manifest_limit<E: Engine>(shared: &Shared<E>, name: &str) -> Option<StoreError> {
+    let max = shared.config.max_manifests;
+    if shared.gc.manifests.load(Ordering::Relaxed) < max {
+        return None;
+    }
+    match shared.catalog.manifest(name) {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(StoreError::TooManyManifests { max }),
+        Err(error) => Some(error.into()),
     }
 }
 

@@ -76,6 +76,8 @@ pub struct StoreConfig {
     pub pin_referenced: bool,
     /// The clock of expiries and sweeps (tests use a manual one).
     pub gc_clock: GcClock,
+    /// Most manifests kept: a new one beyond it is refused (`StoreError::TooManyManifests`).
+    pub max_manifests: u64,
 }
 
 /// Default low watermark: the evictor starts when a group has less than 2 % free. Free
@@ -96,6 +98,10 @@ pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(600);
 /// most a minute after its grace ends; each sweep is a few catalog transactions of up to
 /// 1024 removals.
 pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default of [`StoreConfig::max_manifests`]: 100,000 images a node — far more than a
+/// cache node's working set of images, few enough that listing them all is a few MB.
+pub const DEFAULT_MAX_MANIFESTS: u64 = 100_000;
 
 impl StoreConfig {
     /// Five 1 GiB file devices under `data_dir/devices`, 4 + 1: the embedded default.
@@ -129,6 +135,7 @@ impl StoreConfig {
             gc_unreferenced: false,
             pin_referenced: true,
             gc_clock: GcClock::System,
+            max_manifests: DEFAULT_MAX_MANIFESTS,
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum StoreError {
     Unavailable { online: usize, needed: usize },
     #[error("another chunk has the same 64-bit id prefix; this one cannot be stored")]
     PrefixTaken,
+    #[error("the node keeps at most {max} manifests; delete one or replace an existing one")]
+    TooManyManifests { max: u64 },
     #[error("device I/O failed: {0}")]
     Io(String),
     #[error("catalog: {0}")]

@@ -72,7 +72,7 @@ pub use chunk_buffer::{ChunkBuffer, VerifiedChunk};
 pub use config::{
     DEFAULT_DEVICE_PROBE_INTERVAL, DEFAULT_EVICT_HIGH_WATERMARK_PERCENT,
     DEFAULT_EVICT_LOW_WATERMARK_PERCENT, DEFAULT_GC_GRACE, DEFAULT_GC_INTERVAL,
-    DEFAULT_MAX_CHUNK_BYTES, StoreConfig,
+    DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_MANIFESTS, StoreConfig,
 };
 pub use device::{DeviceSpec, Engine};
 pub use error::StoreError;
