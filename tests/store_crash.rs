@@ -16,12 +16,8 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chunkd::chunk::ChunkId;
 use chunkd::erasure::Scheme;
@@ -31,7 +27,7 @@ use chunkd::store::{
     DEFAULT_MAX_CHUNK_BYTES, Engine, LocalStore, OpenReport, PutOutcome, Store, StoreConfig,
     StoreError, VerifiedChunk,
 };
-use common::child::{said, say};
+use common::child::{ChildRun, said, say};
 use common::{Rng, config, run};
 use futures_util::StreamExt;
 
@@ -153,16 +149,6 @@ impl Acknowledged {
     }
 }
 
-/// Kills the child if the test fails before it does.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// How a round ends the child.
 #[derive(Debug)]
 enum Kill {
@@ -177,48 +163,21 @@ enum Kill {
 /// Runs one child from `first` and kills it as `kill` says; returns its acknowledgements
 /// and whether it had opened the store.
 fn run_child(dir: &Path, first: u64, kill: &Kill, evict: bool) -> (Acknowledged, bool) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut env = vec![
+        (ENV_DIR, dir.display().to_string()),
+        (ENV_FIRST, first.to_string()),
+    ];
     if evict {
-        command.env(ENV_EVICT, "1");
+        env.push((ENV_EVICT, "1".to_owned()));
     }
-    let child = command
-        .args(["child_writer", "--exact", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_FIRST, first.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (lines, received) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            let _ = lines.send(line.clone());
-        }
-    });
-    let mut seen = Vec::new();
+    let mut child = ChildRun::spawn("child_writer", &env);
     match kill {
-        Kill::WhileOpening => loop {
-            let line = received
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the child says it is opening the store");
-            let opening = said(&line) == Some("opening");
-            seen.push(line);
-            if opening {
-                break;
-            }
-        },
-        Kill::After(delay) => std::thread::sleep(delay.saturating_sub(started.elapsed())),
+        Kill::WhileOpening => child.wait_until_opening(),
+        Kill::After(delay) => child.sleep_until(*delay),
         Kill::WhileEvicting(puts) => {
             let mut after = None::<u64>;
             while after.is_none_or(|n| n < *puts) {
-                let line = received
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("the child goes on putting");
+                let line = child.next_line("the child goes on putting");
                 let message = said(&line).unwrap_or_default();
                 if message == "idle" {
                     break;
@@ -229,24 +188,12 @@ fn run_child(dir: &Path, first: u64, kill: &Kill, evict: bool) -> (Acknowledged,
                 if let (Some(n), true) = (&mut after, message.starts_with("put ")) {
                     *n += 1;
                 }
-                seen.push(line);
             }
         }
     }
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    reader.join().unwrap();
-    seen.extend(received.try_iter());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the child ended by itself ({status}):\n{}\n{stderr}",
-        seen.join("\n")
-    );
+    let said_messages = child.kill("a writer round");
     let mut acked = Acknowledged::default();
-    for message in seen.iter().filter_map(|line| said(line)) {
+    for message in &said_messages {
         if let Some(seq) = message.strip_prefix("put ") {
             acked.puts.insert(seq.parse().unwrap());
         } else if let Some(seq) = message.strip_prefix("del ") {
@@ -258,7 +205,7 @@ fn run_child(dir: &Path, first: u64, kill: &Kill, evict: bool) -> (Acknowledged,
     acked.maybe_deleted = (acked.puts.iter().copied())
         .filter(|&seq| deleted_after_put(seq) && !acked.deletes.contains(&seq))
         .collect();
-    let opened = seen.iter().any(|line| said(line) == Some("open"));
+    let opened = said_messages.iter().any(|message| message == "open");
     (acked, opened)
 }
 

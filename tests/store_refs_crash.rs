@@ -28,18 +28,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chunkd::chunk::ChunkId;
 use chunkd::erasure::Scheme;
 use chunkd::store::device::uring::UringEngine;
 use chunkd::store::{LocalStore, RefState, Store, StoreConfig};
-use common::child::{said, say};
+use common::child::{ChildRun, say};
 use common::refs::{distinct_chunk, implied_counts, manifests, name, put_bytes};
 use common::{Rng, config, run};
 
@@ -196,16 +192,6 @@ struct Known {
     in_flight: Option<Option<u64>>,
 }
 
-/// Kills the child if the test fails before it does.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// How a round ends its child.
 #[derive(Clone, Copy, Debug)]
 enum Kill {
@@ -217,56 +203,19 @@ enum Kill {
 
 /// Runs the child of `round`, kills it as `kill` says and returns its messages.
 fn run_child(dir: &Path, round: u64, kill: Kill) -> Vec<String> {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_gc_writer", "--exact", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_ROUND, round.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let (lines, received) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines.send(line.unwrap());
-        }
-    });
-    let mut seen = Vec::new();
+    let env = [
+        (ENV_DIR, dir.display().to_string()),
+        (ENV_ROUND, round.to_string()),
+    ];
+    let mut child = ChildRun::spawn("child_gc_writer", &env);
     match kill {
         Kill::WhileOpening(delay) => {
-            loop {
-                let line = received
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("the child says it is opening the store");
-                let opening = said(&line) == Some("opening");
-                seen.push(line);
-                if opening {
-                    break;
-                }
-            }
+            child.wait_until_opening();
             std::thread::sleep(delay);
         }
-        Kill::After(delay) => std::thread::sleep(delay.saturating_sub(started.elapsed())),
+        Kill::After(delay) => child.sleep_until(delay),
     }
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    reader.join().unwrap();
-    seen.extend(received.try_iter());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "round {round}: the child ended by itself ({status}):\n{}\n{stderr}",
-        seen.join("\n")
-    );
-    seen.iter()
-        .filter_map(|line| said(line).map(str::to_owned))
-        .collect()
+    child.kill(&format!("round {round}"))
 }
 
 /// What one round's messages say: updates per name, chunks swept.
