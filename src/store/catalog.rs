@@ -179,17 +179,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Calls `visit` for every stored chunk, in id order.
-    pub fn for_each(&self, mut visit: impl FnMut(ChunkId, Record)) -> Result<(), redb::Error> {
-        let txn = self.db.begin_read()?;
-        for row in txn.open_table(CHUNKS)?.iter()? {
-            let (id, record) = row?;
-            visit(
-                ChunkId::from_bytes(*id.value()),
-                Record::decode(record.value()),
-            );
-        }
-        Ok(())
+    /// Calls `visit` for every stored chunk, in id order, with its reference count entry
+    /// if it has one; returns the number of referenced ids (stored or not) and manifests.
+    /// One read transaction: the two tables are walked side by side, both in id order.
+    pub fn for_each(
+        &self,
+        visit: impl FnMut(ChunkId, Record, Option<Count>),
+    ) -> Result<(u64, u64), redb::Error> {
+        catalog_refs::for_each_counted(&self.db.begin_read()?, visit)
     }
 
     /// Calls `visit` for up to `limit` chunks with ids after `after`, in id order; returns
@@ -343,11 +340,6 @@ impl Catalog {
     /// Expiries not yet ended.
     pub(super) fn expiries(&self) -> Result<u64, redb::Error> {
         catalog_refs::expiries(&self.db.begin_read()?)
-    }
-
-    /// Every reference count entry and the number of manifests.
-    pub(super) fn load_refs(&self) -> Result<(Vec<(ChunkId, Count)>, u64), redb::Error> {
-        catalog_refs::load(&self.db.begin_read()?)
     }
 
     fn begin_durable(&self) -> Result<redb::WriteTransaction, redb::Error> {

@@ -425,21 +425,44 @@ pub(super) fn count(
     Ok(refs.get(id.as_bytes())?.map(|c| Count::decode(c.value())))
 }
 
-/// Every `refs` entry, and the number of manifests (for the index at open).
-pub(super) fn load(
+/// Calls `visit` for every stored chunk, in id order, with its `refs` entry if it has one
+/// (for the index at open); returns the number of referenced ids (stored or not) and of
+/// manifests. The `refs` table is walked alongside the chunks, both in id order, so
+/// nothing is held but the two cursors.
+pub(super) fn for_each_counted(
     txn: &redb::ReadTransaction,
-) -> Result<(Vec<(ChunkId, Count)>, u64), redb::Error> {
-    let refs = txn.open_table(REFS)?;
-    let mut all = Vec::new();
-    for row in refs.iter()? {
-        let (id, count) = row?;
-        all.push((
+    mut visit: impl FnMut(ChunkId, Record, Option<Count>),
+) -> Result<(u64, u64), redb::Error> {
+    let refs_table = txn.open_table(REFS)?;
+    let mut refs = refs_table.iter()?.peekable();
+    let mut referenced = 0u64;
+    // The next `refs` entry, counted as it is passed.
+    let mut next_count = |below_or_at: &[u8; 32]| -> Result<Option<Count>, redb::Error> {
+        while let Some(row) = refs.next_if(|row| match row {
+            Ok((id, _)) => id.value() <= below_or_at,
+            Err(_) => true,
+        }) {
+            let (id, count) = row?;
+            let count = Count::decode(count.value());
+            referenced += u64::from(count.refs > 0);
+            if id.value() == below_or_at {
+                return Ok(Some(count));
+            }
+        }
+        Ok(None)
+    };
+    for row in txn.open_table(CHUNKS)?.iter()? {
+        let (id, record) = row?;
+        let count = next_count(id.value())?;
+        visit(
             ChunkId::from_bytes(*id.value()),
-            Count::decode(count.value()),
-        ));
+            Record::decode(record.value()),
+            count,
+        );
     }
+    next_count(&[0xff; 32])?;
     let manifests = txn.open_table(MANIFESTS)?.len()?;
-    Ok((all, manifests))
+    Ok((referenced, manifests))
 }
 
 /// Expires now every stored chunk with no `refs` entry (`gc_unreferenced` turned on);

@@ -470,16 +470,11 @@ fn load_catalog(
 ) -> Result<Loaded, StoreError> {
     let groups = geometry.groups();
     let index = Index::default();
-    // Both in id order: each chunk finds its count by walking the counts alongside (the
-    // counts are held for the walk: 44 bytes an entry).
-    let (counts, manifests) = catalog.load_refs()?;
-    let referenced = counts.iter().filter(|(_, c)| c.refs > 0).count() as u64;
-    let mut counts = counts.into_iter().peekable();
     let mut used: Vec<Vec<(Entry, u32, Flags)>> = vec![Vec::new(); groups];
     let mut chunks_per_group = vec![0u64; groups];
     let mut next_generation = 1;
     let mut damaged = 0usize;
-    catalog.for_each(|id, record| {
+    let (referenced, manifests) = catalog.for_each(|id, record, count| {
         let group = geometry.placement(&id).group;
         let blocks = extent_blocks(config.scheme, u64::from(record.len_bytes));
         let fits = u64::from(record.offset_blocks) + u64::from(blocks) <= geometry.partition_blocks;
@@ -493,9 +488,8 @@ fn load_catalog(
             damaged += 1;
             return;
         }
-        while counts.next_if(|(counted, _)| *counted < id).is_some() {}
-        let flags = match counts.next_if(|(counted, _)| *counted == id) {
-            Some((_, count)) if count.refs > 0 => Flags {
+        let flags = match count {
+            Some(count) if count.refs > 0 => Flags {
                 referenced: true,
                 pinned: config.pin_referenced,
                 ..Flags::default()
