@@ -64,6 +64,15 @@ async fn put_manifest(
         .await
 }
 
+/// Expires chunk `id`: names it in manifest `m`, then deletes `m` (201, then 204).
+async fn expire(client: &mut Client, id: &str) {
+    assert_eq!(put_manifest(client, "m", &[id], &[]).await.status, 201);
+    let deleted = client
+        .request("DELETE", &manifest_path("m"), &[], b"")
+        .await;
+    assert_eq!(deleted.status, 204);
+}
+
 /// The strings of a JSON array.
 fn strings(value: &serde_json::Value) -> Vec<String> {
     value
@@ -508,17 +517,7 @@ fn a_read_of_an_expired_chunk_is_served_counted_and_cancels_its_deletion() {
             let mut client = Client::connect(&server, Version::Http1).await;
             let bytes = chunk_bytes(300, 40_000);
             let id = client.put_new(&bytes).await;
-            assert_eq!(
-                put_manifest(&mut client, "m", &[&id], &[]).await.status,
-                201
-            );
-            assert_eq!(
-                client
-                    .request("DELETE", &manifest_path("m"), &[], b"")
-                    .await
-                    .status,
-                204
-            );
+            expire(&mut client, &id).await;
             assert_eq!(refs(&mut client, &id).await.1, "expired", "{}", case.what);
 
             let read = client
@@ -640,14 +639,7 @@ fn a_put_of_an_expired_chunk_cancels_its_deletion_with_or_without_100_continue()
         let len = bytes.len().to_string();
         let waits = [("Expect", "100-continue"), ("Content-Length", len.as_str())];
         for expects_continue in [false, true] {
-            assert_eq!(
-                put_manifest(&mut client, "m", &[&id], &[]).await.status,
-                201
-            );
-            let deleted = client
-                .request("DELETE", &manifest_path("m"), &[], b"")
-                .await;
-            assert_eq!(deleted.status, 204);
+            expire(&mut client, &id).await;
             assert_eq!(refs(&mut client, &id).await.1, "expired");
             let again = if expects_continue {
                 // Answered from the catalog before the body is sent.
@@ -690,17 +682,7 @@ fn settings_reach_the_store_gc_unreferenced_and_periodic_sweeps() {
         let server = node.server();
         let mut client = Client::connect(&server, Version::Http1).await;
         let id = client.put_new(&chunk_bytes(501, 30_000)).await;
-        assert_eq!(
-            put_manifest(&mut client, "m", &[&id], &[]).await.status,
-            201
-        );
-        assert_eq!(
-            client
-                .request("DELETE", &manifest_path("m"), &[], b"")
-                .await
-                .status,
-            204
-        );
+        expire(&mut client, &id).await;
         clock.advance(GRACE + Duration::from_secs(1));
         let mut swept = false;
         for _ in 0..500 {
@@ -753,14 +735,7 @@ fn a_swept_chunk_leaves_the_memory_tier_too() {
         let id = client.put_new(&bytes).await;
         let memory = node.node.memory().expect("the memory tier is on");
         assert!(memory.contains(&id.parse().unwrap()), "admitted on PUT");
-        assert_eq!(
-            put_manifest(&mut client, "m", &[&id], &[]).await.status,
-            201
-        );
-        let deleted = client
-            .request("DELETE", &manifest_path("m"), &[], b"")
-            .await;
-        assert_eq!(deleted.status, 204);
+        expire(&mut client, &id).await;
         clock.advance(GRACE * 2);
         assert_eq!(sweep(&mut client).await["swept_chunks"].as_u64(), Some(1));
         assert!(!memory.contains(&id.parse().unwrap()));
