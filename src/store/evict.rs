@@ -34,12 +34,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
+use super::background::Background;
 use super::catalog::Applied;
 use super::commit::Request;
 use super::device::Engine;
@@ -226,58 +226,22 @@ pub(super) fn send_evictions(
         .collect()
 }
 
-/// The background evictor: a thread that keeps every group above its low watermark.
-pub(super) struct Evictor {
-    stop: Arc<AtomicBool>,
-    wake: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// How often the evictor looks at the groups when no PUT wakes it.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-impl Evictor {
-    /// Starts the evictor; `wakes` is the receiving end of `Shared::evict_wake`.
-    pub(super) fn spawn<E: Engine>(
-        shared: Arc<Shared<E>>,
-        commits: Sender<Request>,
-        wakes: Receiver<()>,
-        wake: Sender<()>,
-    ) -> Evictor {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("chunkd-evict".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Acquire) {
-                    let _ = wakes.recv_timeout(IDLE_CHECK);
-                    if stopped.load(Ordering::Acquire) {
-                        break;
-                    }
-                    for group in 0..shared.groups.len() {
-                        evict_to_high_watermark(&shared, &commits, group, &stopped);
-                    }
-                }
-            })
-            .expect("the evictor thread starts");
-        Evictor {
-            stop,
-            wake,
-            thread: Some(thread),
+/// Starts the evictor (`chunkd-evict`), a thread that keeps every group above its low
+/// watermark; `wakes` is the receiving end of `Shared::evict_wake`.
+pub(super) fn spawn_evictor<E: Engine>(
+    shared: Arc<Shared<E>>,
+    commits: Sender<Request>,
+    wakes: Receiver<()>,
+    wake: Sender<()>,
+) -> Background {
+    Background::spawn("chunkd-evict", IDLE_CHECK, wake, wakes, move |stop| {
+        for group in 0..shared.groups.len() {
+            evict_to_high_watermark(&shared, &commits, group, stop);
         }
-    }
-}
-
-impl Drop for Evictor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.try_send(());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the evictor thread panicked");
-        }
-    }
+    })
 }
 
 /// When `group`'s free space is below the low watermark, evicts in batches until it is at

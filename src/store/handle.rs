@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::thread::JoinHandle;
 
 use super::aligned::{AlignedBuf, SharedSlice};
+use super::background::Background;
 use super::chunk_buffer::ChunkBuffer;
 use super::commit::Request;
 use super::config::StoreConfig;
 use super::device::{Device, DeviceHandle, Engine};
 use super::error::StoreError;
-use super::evict::Evictor;
 use super::flash::FlashStats;
 use super::geometry::{self, Geometry};
 use super::header_cache::HeaderCache;
@@ -28,7 +28,6 @@ use super::repair::queue::Queue;
 use super::repair::snapshot;
 use super::shard;
 use super::state::{Failure, Shared, lock};
-use super::sweeper::Sweeper;
 use crate::chunk::ChunkId;
 use crate::erasure::{Codec, Layout, Scheme};
 
@@ -41,8 +40,8 @@ pub struct Store<E: Engine> {
 pub(super) struct StoreInner<E: Engine> {
     pub(super) shared: Arc<Shared<E>>,
     /// Stopped before the commit thread: they send to it.
-    pub(super) evictor: Option<Evictor>,
-    pub(super) sweeper: Option<Sweeper>,
+    pub(super) evictor: Option<Background>,
+    pub(super) sweeper: Option<Background>,
     pub(super) commits: Option<crossbeam::channel::Sender<Request>>,
     pub(super) committer: Option<JoinHandle<()>>,
     pub(super) repairs: Queue,

@@ -34,6 +34,7 @@
 //! checksums and header.
 
 mod aligned;
+mod background;
 mod catalog;
 mod catalog_refs;
 mod catalog_tables;

@@ -31,7 +31,7 @@ use super::commit;
 use super::config::StoreConfig;
 use super::device::{DeviceHandle, DeviceSpec, Engine, first_duplicate};
 use super::error::StoreError;
-use super::evict::Evictor;
+use super::evict::spawn_evictor;
 use super::flash::{FlashCounters, Group, loaded_group};
 use super::geometry::{
     DEVICE_BLOCK_BYTES, Geometry, RESERVED_BLOCKS, SUPERBLOCK_BYTES, Superblock,
@@ -43,7 +43,7 @@ use super::refs::GcCounters;
 use super::repair::queue::Queue;
 use super::shard::{BLOCKS_MAX, CHECKSUM_BLOCK_BYTES, extent_blocks};
 use super::state::{DeviceSlot, Shared};
-use super::sweeper::Sweeper;
+use super::sweeper::spawn_sweeper;
 
 /// What opening the store found.
 #[derive(Clone, Debug)]
@@ -134,8 +134,8 @@ impl<E: Engine> Store<E> {
         });
         let (sender, receiver) = crossbeam::channel::unbounded();
         let committer = commit::spawn(shared.clone(), receiver);
-        let evictor = Evictor::spawn(shared.clone(), sender.clone(), evict_wakes, evict_wake);
-        let sweeper = Sweeper::spawn(shared.clone(), sender.clone());
+        let evictor = spawn_evictor(shared.clone(), sender.clone(), evict_wakes, evict_wake);
+        let sweeper = spawn_sweeper(shared.clone(), sender.clone());
         let store = Store::from_inner(StoreInner {
             shared,
             evictor: Some(evictor),

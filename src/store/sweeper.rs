@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
 use tokio::sync::oneshot;
 
+use super::background::Background;
 use super::commit::Request;
 use super::commit_refs::{RefsRequest, SWEEP_BATCH, SweepBatch};
 use super::device::Engine;
@@ -63,58 +63,28 @@ pub(super) fn finish_sweep<E: Engine>(
     Ok(report)
 }
 
-/// The periodic sweeper: a thread that sweeps every `gc_interval`.
-pub(super) struct Sweeper {
-    stop: Arc<AtomicBool>,
-    wake: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sweeper {
-    /// Starts the sweeper, unless `gc_interval` is zero.
-    pub(super) fn spawn<E: Engine>(
-        shared: Arc<Shared<E>>,
-        commits: Sender<Request>,
-    ) -> Option<Sweeper> {
-        let interval = shared.config.gc_interval;
-        if interval.is_zero() {
-            return None;
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let (wake, wakes) = crossbeam::channel::bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("chunkd-gc".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Acquire) {
-                    let _ = wakes.recv_timeout(interval);
-                    if stopped.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Err(error) = sweep_blocking(&shared, &commits, &stopped) {
-                        tracing::error!(%error, "periodic gc sweep failed");
-                    }
-                }
-            })
-            .expect("the sweeper thread starts");
-        Some(Sweeper {
-            stop,
-            wake,
-            thread: Some(thread),
-        })
+/// Starts the periodic sweeper (`chunkd-gc`), a thread that sweeps every `gc_interval`,
+/// unless that is zero.
+pub(super) fn spawn_sweeper<E: Engine>(
+    shared: Arc<Shared<E>>,
+    commits: Sender<Request>,
+) -> Option<Background> {
+    let interval = shared.config.gc_interval;
+    if interval.is_zero() {
+        return None;
     }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.wake.try_send(());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the sweeper thread panicked");
-        }
-    }
+    let (wake, wakes) = crossbeam::channel::bounded::<()>(1);
+    Some(Background::spawn(
+        "chunkd-gc",
+        interval,
+        wake,
+        wakes,
+        move |stop| {
+            if let Err(error) = sweep_blocking(&shared, &commits, stop) {
+                tracing::error!(%error, "periodic gc sweep failed");
+            }
+        },
+    ))
 }
 
 /// One sweep from the sweeper thread, pausing between batches.
