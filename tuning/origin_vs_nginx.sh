@@ -661,10 +661,11 @@ ver_nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 ver_wrk=$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true)  # wrk -v exits 1
 ver_chunkd=$("$CHUNKD_BIN" --version 2>&1 | awk 'NR == 1')
 ver_git=$(git -C "$(dirname "$CHUNKD_BIN")" rev-parse --short HEAD 2>/dev/null || echo "?")
+ver_script=$(git -C "$HERE" describe --always --dirty 2>/dev/null || echo "?")
 
 echo
 echo "origin_vs_nginx: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB), $ROUNDS rounds, a fresh chunkd node each; devices on $(df -P "$WORK" | awk 'NR == 2 { print $1 }') ($fstype)"
-echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git); nginx $ver_nginx; $ver_wrk; kernel $(uname -r); $(nproc) cores"
+echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git, built $(date -r "$CHUNKD_BIN" '+%F %T')); this script: git $ver_script; nginx $ver_nginx; $ver_wrk; kernel $(uname -r); $(nproc) cores"
 echo "load: wrk -t$THREADS -c$CONNECTIONS, HTTP/1.1 keep-alive, the same id list for every pass: direct and cold every id once, hot-full every id $HOT_REPEAT times, hot-range every id $((HOT_REPEAT * CHUNK_BYTES / RANGE_BYTES)) times with Range: bytes=a-(a+65535), a a multiple of 65536 fixed per request"
 echo "chunkd: serve --cores $CHUNKD_CORES --origin $ORIGIN_URL --memory-cache $MEMORY_CACHE --memory-admission $MEMORY_ADMISSION, $TOTAL_SHARDS file devices of $((dev_bytes >> 20)) MiB${CHUNKD_EXTRA_ARGS:+, extra: $CHUNKD_EXTRA_ARGS}"
 echo "nginx (origin and peer): worker_processes $NGINX_WORKERS, sendfile on, tcp_nopush on, no aio, open_file_cache, keepalive; page cache warm (every file read before round 1, never dropped)"
