@@ -404,13 +404,16 @@ function init(args)
   nthreads, conns, done_file = tonumber(args[5]), tonumber(args[6]), args[7]
   local chunk_bytes, range_bytes = tonumber(args[8]), tonumber(args[9])
   local slots = math.floor(chunk_bytes / range_bytes)
+  -- Ranges: a pseudo-random slot per request, from a fixed seed, so that both servers get
+  -- the same requests and every part of every chunk is read (not one fixed slot per id).
+  math.randomseed(20140 + tid)
   local k = 0
   for _ = 1, rep do
     for i = 1, #ids do
       k = k + 1
       if (k - 1) % nthreads == tid - 1 then
         if mode == "range" then
-          local a = ((k - 1) % slots) * range_bytes -- the same range for both servers
+          local a = (math.random(slots) - 1) * range_bytes
           reqs[#reqs + 1] = wrk.format("GET", prefix .. ids[i],
             { ["Range"] = "bytes=" .. a .. "-" .. (a + range_bytes - 1) })
         else
@@ -666,7 +669,7 @@ ver_script=$(git -C "$HERE" describe --always --dirty 2>/dev/null || echo "?")
 echo
 echo "origin_vs_nginx: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB), $ROUNDS rounds, a fresh chunkd node each; devices on $(df -P "$WORK" | awk 'NR == 2 { print $1 }') ($fstype)"
 echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git, built $(date -r "$CHUNKD_BIN" '+%F %T')); this script: git $ver_script; nginx $ver_nginx; $ver_wrk; kernel $(uname -r); $(nproc) cores"
-echo "load: wrk -t$THREADS -c$CONNECTIONS, HTTP/1.1 keep-alive, the same id list for every pass: direct and cold every id once, hot-full every id $HOT_REPEAT times, hot-range every id $((HOT_REPEAT * CHUNK_BYTES / RANGE_BYTES)) times with Range: bytes=a-(a+65535), a a multiple of 65536 fixed per request"
+echo "load: wrk -t$THREADS -c$CONNECTIONS, HTTP/1.1 keep-alive, the same id list for every pass: direct and cold every id once, hot-full every id $HOT_REPEAT times, hot-range every id $((HOT_REPEAT * CHUNK_BYTES / RANGE_BYTES)) times with Range: bytes=a-(a+65535), a a multiple of 65536 drawn from a fixed seed (the same requests for both servers)"
 echo "chunkd: serve --cores $CHUNKD_CORES --origin $ORIGIN_URL --memory-cache $MEMORY_CACHE --memory-admission $MEMORY_ADMISSION, $TOTAL_SHARDS file devices of $((dev_bytes >> 20)) MiB${CHUNKD_EXTRA_ARGS:+, extra: $CHUNKD_EXTRA_ARGS}"
 echo "nginx (origin and peer): worker_processes $NGINX_WORKERS, sendfile on, tcp_nopush on, no aio, open_file_cache, keepalive; page cache warm (every file read before round 1, never dropped)"
 echo "$IDS_NOTE"
