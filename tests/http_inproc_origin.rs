@@ -256,3 +256,32 @@ fn with_an_origin_chunks_named_by_manifests_are_not_pinned() {
         }
     });
 }
+
+#[test]
+fn a_stored_chunk_that_cannot_be_read_now_is_filled_instead_of_a_503() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_origin(dir.path(), &[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(90, CHUNK_LEN);
+        let id = client.put_new(&bytes).await;
+        // Damage data shards 0 and 1: one more than the 4 + 1 scheme can lose.
+        for shard in 0..2 {
+            node.corrupt_shard(&id, shard, 1000);
+        }
+        at_origin(dir.path(), &id, &bytes);
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            let whole = client.get(&chunk_path(&id), &[]).await;
+            assert_eq!(whole.status, 200, "filled, not 503: {}", whole.text());
+            assert!(whole.body == bytes, "the origin's bytes, never the damaged ones");
+            let range = client
+                .get(&chunk_path(&id), &[("range", "bytes=500-1500")])
+                .await;
+            assert_eq!(range.status, 206);
+            assert!(range.body == bytes[500..=1500]);
+        }
+        assert!(fetches(&node) >= 1, "the origin answered for the damaged chunk");
+    });
+}

@@ -7,7 +7,6 @@ use hyper::body::Incoming;
 
 use super::budget::ConnShares;
 use super::context::CoreContext;
-use super::get::Missing;
 use super::reply::{Reply, method_not_allowed};
 use super::target::target;
 use super::{delete, fill, get, put};
@@ -30,10 +29,10 @@ pub async fn chunk<E: Engine>(
             let headers = request.headers();
             match get::stored(context, &local, &id, head, headers, shares).await {
                 Ok(reply) => reply,
-                Err(Missing) if context.node.origin.is_some() => {
-                    fill::fill(context, &id, head, headers, shares).await
+                Err(missing) if context.node.origin.is_some() => {
+                    fill::fill(context, &id, missing, head, headers, shares).await
                 }
-                Err(Missing) => get::not_found(),
+                Err(_) => get::not_found(),
             }
         }
         Method::PUT => put::put(context, &local, id, request, shares).await,

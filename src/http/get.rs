@@ -30,8 +30,15 @@ use http::{Response, StatusCode};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-/// The chunk is not stored here (or is lost): a miss.
-pub struct Missing;
+/// Why the stored chunk could not answer: a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// Not stored (or lost, or removed since it was looked up).
+    Absent,
+    /// Stored, but not readable now (fewer than k sound shards): reported only on a node
+    /// with an origin, which can fill it instead of a 503.
+    Unreadable,
+}
 
 /// The 404 of a chunk neither stored nor at the origin.
 pub fn not_found() -> Reply {
@@ -81,10 +88,16 @@ pub async fn stored<E: Engine>(
         Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
         Some(ranges) => read_many(context, local, id, ranges, len_bytes).await,
     };
-    if let Err(StoreError::NotFound) = read {
-        // Removed (or found lost) since its length was looked up.
-        crate::metrics::lookup(false);
-        return Err(Missing);
+    match read {
+        Err(StoreError::NotFound) => {
+            // Removed (or found lost) since its length was looked up.
+            crate::metrics::lookup(false);
+            return Err(Missing::Absent);
+        }
+        Err(StoreError::Unreadable { .. }) if context.node.origin.is_some() => {
+            return Err(Missing::Unreadable);
+        }
+        _ => {}
     }
     Ok(answer(read, &etag, permit, true))
 }
@@ -178,7 +191,7 @@ fn stored_len<E: Engine>(
         Ok(None) => {
             crate::metrics::lookup(false);
             local.count_miss();
-            Err(Missing)
+            Err(Missing::Absent)
         }
         Err(failure) => Ok(Err(Box::new(store_error(failure)))),
     }
