@@ -22,6 +22,7 @@ use clap::{ArgAction, ArgMatches, Args};
 
 use crate::cache::memory_admission::{MemoryAdmission, parse_admission};
 use crate::erasure::Scheme;
+use crate::origin::OriginConfig;
 use crate::store::{DeviceSpec, StoreConfig};
 use crate::units::{parse_duration, parse_percent, parse_size};
 
@@ -316,6 +317,10 @@ pub struct ServeConfig {
     /// of the node's CPU in `filemap_get_entry`).
     #[arg(long, env = "CHUNKD_MEMORY_SEND", default_value = "write", value_parser = ["sendfile", "write"])]
     pub memory_send: String,
+
+    /// Where misses are filled from (`--origin` and its settings).
+    #[command(flatten)]
+    pub origin: OriginConfig,
 }
 
 impl ServeConfig {
@@ -356,7 +361,9 @@ impl ServeConfig {
         store.max_manifests = self.max_manifests;
         store.gc_interval = self.gc_interval;
         store.gc_unreferenced = self.gc_unreferenced;
-        // `pin_referenced` stays on: with no origin a referenced chunk may be the only copy.
+        // Without an origin a chunk a manifest names may be the only copy: eviction may not
+        // take it. With one, it can be filled again, so eviction treats it as any other.
+        store.pin_referenced = self.origin.origin.is_none();
         Ok(store)
     }
 }

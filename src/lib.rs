@@ -19,6 +19,8 @@ pub mod http;
 pub mod image;
 pub mod metrics;
 pub mod metrics_gc;
+pub mod metrics_origin;
+pub mod origin;
 pub mod range;
 pub mod runs;
 pub mod sim;

@@ -242,6 +242,7 @@ fn describe() {
     );
     describe_cache();
     metrics_gc::describe();
+    crate::metrics_origin::describe();
 }
 
 /// Cache tiers (`tier` = memory or flash) and their eviction reasons, registered at zero.
@@ -342,6 +343,7 @@ fn method_label(method: &str) -> &'static str {
 /// Registers, at zero, every series whose labels are known in advance, and sets
 /// `chunkd_build_info`.
 fn register_known_series() {
+    crate::metrics_origin::register_at_zero();
     gauge!("chunkd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for (route, methods) in KNOWN_REQUESTS {
         for (method, statuses) in *methods {

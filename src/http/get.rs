@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! memory tier hit? ─yes─▶ (full id confirmed by the tier; touched) ─▶ same answers from its bytes
-//!   │no
+//!   │no                                      (a miss: filled from the origin, `fill`, or 404)
 //! length (index; HEAD: catalog) ─▶ If-Match / If-None-Match ─▶ HEAD answers here (touched)
 //!   ─▶ If-Range + Range resolved ─▶ budget reserved ─▶ store reads ─▶ 200 / 206
 //!   ─▶ a chunk's second whole read lately is admitted to memory (`--memory-admission hit`)
@@ -17,6 +17,7 @@
 use super::body::Body;
 use super::budget::{BudgetPermit, ConnShares};
 use super::context::CoreContext;
+use super::fill;
 use super::multipart;
 use super::reply::{Refusal, Reply, error, store_error};
 use crate::cache::memory::{Epoch, MemoryTier};
@@ -30,7 +31,8 @@ use http::{Response, StatusCode};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-/// Answers a GET (or, with `head`, a HEAD) of chunk `id`.
+/// Answers a GET (or, with `head`, a HEAD) of chunk `id`: as stored, or, when the node
+/// does not hold it, filled from the origin (`fill`) or 404.
 pub async fn get<E: Engine>(
     context: &CoreContext<E>,
     local: &LocalStore<E>,
@@ -39,22 +41,49 @@ pub async fn get<E: Engine>(
     headers: &HeaderMap,
     shares: &ConnShares,
 ) -> Reply {
+    match stored(context, local, id, head, headers, shares).await {
+        Ok(reply) => reply,
+        Err(Missing) if context.node.origin.is_some() => {
+            fill::fill(context, id, head, headers, shares).await
+        }
+        Err(Missing) => not_found(),
+    }
+}
+
+/// The chunk is not stored here (or is lost): a miss.
+pub struct Missing;
+
+/// The 404 of a chunk neither stored nor at the origin.
+pub fn not_found() -> Reply {
+    error(StatusCode::NOT_FOUND, "chunk not found").into()
+}
+
+/// The answer from the stored chunk, or `Missing`.
+pub async fn stored<E: Engine>(
+    context: &CoreContext<E>,
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    head: bool,
+    headers: &HeaderMap,
+    shares: &ConnShares,
+) -> Result<Reply, Missing> {
     let memory = context.node.memory();
     if let Some(bytes) = memory.and_then(|m| m.get(id)) {
         local.touch(id);
-        return from_memory(context, id, bytes, head, headers, shares).await;
+        return Ok(from_bytes(context, id, bytes, head, headers, shares, true).await);
     }
-    let len_bytes = match stored_len(local, id, head) {
+    let len_bytes = match stored_len(local, id, head)? {
         Ok(len_bytes) => len_bytes,
-        Err(refusal) => return refusal.into(),
+        Err(refusal) => return Ok(refusal.into()),
     };
     let etag = range::chunk_etag(&id.to_string());
     let ranges = match plan(headers, &etag, len_bytes, head) {
         Ok(ranges) => ranges,
         Err(Early::Head(response)) => {
             // HEAD's length came from the catalog: the chunk is stored, and asked about.
+            crate::metrics::lookup(true);
             local.touch(id);
-            return (*response).into();
+            return Ok((*response).into());
         }
         Err(Early::Refusal(refusal)) => return confirmed(local, id, head, *refusal),
     };
@@ -71,7 +100,12 @@ pub async fn get<E: Engine>(
         Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
         Some(ranges) => read_many(context, local, id, ranges, len_bytes).await,
     };
-    answer(read, &etag, permit)
+    if let Err(StoreError::NotFound) = read {
+        // Removed (or found lost) since its length was looked up.
+        crate::metrics::lookup(false);
+        return Err(Missing);
+    }
+    Ok(answer(read, &etag, permit, true))
 }
 
 /// An answer a GET or HEAD gets before any body is read.
@@ -93,7 +127,6 @@ fn plan(
         return Err(Early::Refusal(answer));
     }
     if head {
-        crate::metrics::lookup(true);
         let mut response = octets(Body::empty(), len_bytes);
         chunk_headers(&mut response, etag);
         return Err(Early::Head(Box::new(response)));
@@ -106,21 +139,30 @@ fn wanted_bytes(ranges: Option<&[ByteRange]>, len_bytes: u64) -> u64 {
     ranges.map_or(len_bytes, |r| r.iter().map(|r| r.len_bytes()).sum())
 }
 
-/// The answer from the memory tier's `bytes` of `id`: the tier confirmed the full id, so
-/// 304, 412 and 416 need no catalog lookup, and nothing touches a device.
-async fn from_memory<E: Engine>(
+/// The answer from `bytes`, the whole of chunk `id`, confirmed by whoever had them: the
+/// memory tier (which confirmed the full id) or a fill (which verified them), so 304, 412
+/// and 416 need no catalog lookup, and nothing touches a device. `hit` says whether to
+/// count the request as a hit (a fill's was counted as a miss).
+pub async fn from_bytes<E: Engine>(
     context: &CoreContext<E>,
     id: &ChunkId,
     bytes: Bytes,
     head: bool,
     headers: &HeaderMap,
     shares: &ConnShares,
+    hit: bool,
 ) -> Reply {
     let len_bytes = bytes.len() as u64;
     let etag = range::chunk_etag(&id.to_string());
     let ranges = match plan(headers, &etag, len_bytes, head) {
         Ok(ranges) => ranges,
-        Err(Early::Head(response) | Early::Refusal(response)) => return (*response).into(),
+        Err(Early::Head(response)) => {
+            if hit {
+                crate::metrics::lookup(true);
+            }
+            return (*response).into();
+        }
+        Err(Early::Refusal(response)) => return (*response).into(),
     };
     let permit = context
         .reserve(shares, wanted_bytes(ranges.as_deref(), len_bytes))
@@ -134,26 +176,30 @@ async fn from_memory<E: Engine>(
             multipart_response(context, parts, len_bytes)
         }
     };
-    answer(Ok(response), &etag, permit)
+    answer(Ok(response), &etag, permit, hit)
 }
 
-/// The chunk's length, or the 404 (or store failure) that answers instead. HEAD answers
+/// The chunk's length, or the store failure that answers instead, or `Missing`. HEAD answers
 /// without reading shards, so it confirms the full id in the catalog; GET confirms it in
 /// the shard headers it reads.
-fn stored_len<E: Engine>(local: &LocalStore<E>, id: &ChunkId, head: bool) -> Result<u64, Refusal> {
+fn stored_len<E: Engine>(
+    local: &LocalStore<E>,
+    id: &ChunkId,
+    head: bool,
+) -> Result<Result<u64, Refusal>, Missing> {
     let len = if head {
         local.lookup(id)
     } else {
         Ok(local.indexed_len(id))
     };
     match len {
-        Ok(Some(len)) => Ok(len),
+        Ok(Some(len)) => Ok(Ok(len)),
         Ok(None) => {
             crate::metrics::lookup(false);
             local.count_miss();
-            Err(Box::new(error(StatusCode::NOT_FOUND, "chunk not found")))
+            Err(Missing)
         }
-        Err(failure) => Err(Box::new(store_error(failure))),
+        Err(failure) => Ok(Err(Box::new(store_error(failure)))),
     }
 }
 
@@ -169,12 +215,12 @@ fn confirmed<E: Engine>(
     id: &ChunkId,
     head: bool,
     answer: Response<Body>,
-) -> Reply {
-    if !head && let Err(refusal) = stored_len(local, id, true) {
-        return refusal.into();
+) -> Result<Reply, Missing> {
+    if !head && let Err(refusal) = stored_len(local, id, true)? {
+        return Ok(refusal.into());
     }
     local.touch(id);
-    answer.into()
+    Ok(answer.into())
 }
 
 /// The 304 or 412 that `If-None-Match` / `If-Match` call for, if any.
@@ -230,19 +276,23 @@ fn wanted_ranges(
 }
 
 /// The 200 or 206 of a read, holding `permit` until its body is sent; or the failure's.
-fn answer(read: Result<Response<Body>, StoreError>, etag: &str, permit: BudgetPermit) -> Reply {
+/// `hit`: count it as a hit.
+fn answer(
+    read: Result<Response<Body>, StoreError>,
+    etag: &str,
+    permit: BudgetPermit,
+    hit: bool,
+) -> Reply {
     match read {
         Ok(mut response) => {
-            crate::metrics::lookup(true);
+            if hit {
+                crate::metrics::lookup(true);
+            }
             chunk_headers(&mut response, etag);
             Reply {
                 response,
                 permit: Some(permit),
             }
-        }
-        Err(StoreError::NotFound) => {
-            crate::metrics::lookup(false);
-            error(StatusCode::NOT_FOUND, "chunk not found").into()
         }
         Err(failure) => store_error(failure).into(),
     }

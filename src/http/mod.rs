@@ -17,7 +17,7 @@
 //! - `connection` (one core's [`CoreServer`]: hyper over a stream), `conn` (a connection's
 //!   socket and watchdog), `context` (what one core's handlers share);
 //! - `service` (routing and per-request bookkeeping), then one file per command: `get`
-//!   (GET and HEAD), `put`, `delete`, `meta`, `manifests` (`/v1/manifests`), `gc`
+//!   (GET and HEAD) with `fill` (a miss filled from the origin), `put`, `delete`, `meta`, `manifests` (`/v1/manifests`), `gc`
 //!   (`POST /v1/gc`), `ops` (`/metrics`, `/healthz`, `/readyz`), with `chunks` (the
 //!   method dispatch of a chunk's path), `target` (its id and store), `auth` (the write
 //!   token), `upload` (a write's body: its declared length, time limits, and what becomes
@@ -41,6 +41,7 @@ mod connection;
 mod context;
 mod delete;
 mod error;
+mod fill;
 mod gc;
 mod get;
 mod linger;

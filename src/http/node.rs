@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::cache::memory::MemoryTier;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
+use crate::origin::Origin;
 use crate::store::{Engine, Store};
 
 /// What all cores share.
@@ -22,6 +23,8 @@ pub struct Node<E: Engine> {
     pub metrics: Metrics,
     /// Set once recovery is done.
     pub store: OnceLock<Store<E>>,
+    /// Where misses are filled from (`--origin`), if anywhere.
+    pub origin: Option<Origin>,
     /// The memory tier, sized when the store opens (its default follows flash capacity).
     /// Shared with the store's sweep listener (see [`Node::store_opened`]).
     memory: OnceLock<Arc<MemoryTier>>,
@@ -48,6 +51,7 @@ impl<E: Engine> Node<E> {
             config,
             metrics,
             store: OnceLock::new(),
+            origin: None,
             memory: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             open_writes,
@@ -55,6 +59,15 @@ impl<E: Engine> Node<E> {
             clients: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         }
+    }
+
+    /// The node, filling misses from `origin`.
+    pub fn with_origin(mut self, origin: Option<Origin>) -> Node<E> {
+        if let Some(origin) = &origin {
+            tracing::info!(origin = %origin.location(), "misses are filled from the origin");
+        }
+        self.origin = origin;
+        self
     }
 
     /// Makes the opened store the node's: `/readyz` turns 200 and the chunk routes serve.

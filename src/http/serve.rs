@@ -12,6 +12,7 @@ use super::node::Node;
 use super::signals::wait_for_signals;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
+use crate::origin::Origin;
 use crate::store::device::uring::UringEngine;
 use crate::store::{Maintenance, Store, StoreConfig};
 
@@ -38,7 +39,10 @@ pub fn serve(config: ServeConfig, metrics: Metrics) -> Result<(), ServeError> {
         listeners.push(Some(bind(address)?));
     }
     let listeners = Mutex::new(listeners);
-    let node = Arc::new(Node::<UringEngine>::new(config, metrics));
+    let max_chunk_bytes = u32::try_from(config.max_chunk_bytes).expect("checked by store()");
+    let origin = Origin::new(&config.origin, config.scheme, max_chunk_bytes)
+        .map_err(|e| ServeError::Config(format!("--origin: {e}")))?;
+    let node = Arc::new(Node::<UringEngine>::new(config, metrics).with_origin(origin));
     tracing::info!(listen = %address, cores = node.config.cores, "bound; opening the store");
 
     let (cores_done_tx, cores_done_rx) = tokio::sync::oneshot::channel::<()>();

@@ -6,6 +6,9 @@
 //! parallel); (3) it commits the chunk's record to the catalog (one redb fsync); (4) it puts
 //! the chunk in the index, and only then (5) the PUT is answered. A crash before (3) leaves
 //! shards no record claims (free space at the next start); after (3) every shard is durable.
+//! A chunk filled from an origin skips (2) unless another insert in its batch needs it:
+//! its record may then outlive its shards in a power loss, and those shards fail
+//! verification when read (a lost chunk: a miss the origin fills again).
 //!
 //! Group commit: the thread takes every request waiting when it wakes (up to
 //! [`BATCH_MAX`]), so under load one flush and one catalog fsync serve many PUTs, and with
@@ -47,6 +50,9 @@ pub(super) enum Request {
         id: ChunkId,
         record: Record,
         blocks: u32,
+        /// Whether the devices must be flushed before the record is committed (not for a
+        /// chunk filled from an origin: `LocalStore::put_filled`).
+        flush: bool,
         reply: Reply,
     },
     Remove {
@@ -111,8 +117,10 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     counters
         .commit_requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    let any_insert = batch.iter().any(|r| matches!(r, Request::Insert { .. }));
-    let flush_error = if any_insert {
+    let flush = batch
+        .iter()
+        .any(|r| matches!(r, Request::Insert { flush: true, .. }));
+    let flush_error = if flush {
         flush_devices(shared).err()
     } else {
         None
@@ -128,7 +136,7 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     for request in batch {
         match (&request, &flush_error) {
             // Without the flush the new shards may not be durable: refuse the inserts.
-            (Request::Insert { .. }, Some(error)) => {
+            (Request::Insert { flush: true, .. }, Some(error)) => {
                 finish(shared, request, Err(StoreError::Io(error.clone())))
             }
             _ => committing.push(request),
@@ -173,6 +181,7 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
             record,
             blocks,
             reply,
+            ..
         } => {
             let group = shared.geometry.placement(&id).group;
             if let Some(refs) = commit_refs::inserted(&outcome) {

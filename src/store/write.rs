@@ -35,6 +35,21 @@ pub enum PutOutcome {
 impl<E: Engine> LocalStore<E> {
     /// Stores `chunk` durably. Returns once it would survive a crash.
     pub async fn put(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
+        self.insert(chunk, true).await
+    }
+
+    /// Stores `chunk` filled from an origin: as [`LocalStore::put`], but its commit does
+    /// not wait for a device flush (the origin holds the data). It survives the process
+    /// being killed — its shards are in the kernel's hands and its record committed — but
+    /// a power loss before the devices' next flush may lose it: its shards then fail
+    /// verification when read, so it is treated as lost (a miss, filled again), never
+    /// served wrong.
+    pub async fn put_filled(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
+        self.insert(chunk, false).await
+    }
+
+    /// Stores `chunk`; with `flush`, only once the devices are flushed.
+    async fn insert(&self, chunk: VerifiedChunk, flush: bool) -> Result<PutOutcome, StoreError> {
         let shared = &*self.shared;
         if shared.index.get(key_of(chunk.id())).is_some() {
             match shared.catalog.get(chunk.id())? {
@@ -92,6 +107,7 @@ impl<E: Engine> LocalStore<E> {
                 id,
                 record,
                 blocks,
+                flush,
                 reply,
             })
             .await?

@@ -1,0 +1,128 @@
+//! A GET or HEAD of a chunk the node does not hold, with an origin (`--origin`): the fill.
+//!
+//! ```text
+//! Origin::join ─▶ Waiter: wait (woken with the leader's outcome)
+//!     └▶ Leader: a core task, which no departing client can cut:
+//!          still missing? ─▶ Origin::fetch (verified) ─▶ publish the bytes (waiters woken)
+//!          ─▶ store (no device flush unless --origin-durable-fills) ─▶ memory per
+//!          --memory-admission ─▶ end the flight
+//! outcome ─▶ bytes: answered as a stored chunk (ranges, conditionals, HEAD) from them
+//!         └▶ error: its status (404, 502, 503, 504) for every request that waited on it
+//! ```
+//!
+//! Every request of a fill is answered from the verified bytes the leader published, not
+//! from flash: the answer does not wait for the store's writes, and a store that fails
+//! (no space even by eviction, a device error) costs the node its copy, not the client its
+//! answer. The flight lasts until the store is done, so a request that comes meanwhile
+//! joins it instead of asking the origin again.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+
+use super::budget::ConnShares;
+use super::context::CoreContext;
+use super::get::{from_bytes, not_found, stored};
+use super::node::Node;
+use super::reply::{Reply, error};
+use crate::chunk::ChunkId;
+use crate::origin::{FillError, Filled, Flight, Joined};
+use crate::store::{Engine, LocalStore};
+
+/// Answers a GET (or HEAD) of `id`, which missed, by filling it from the origin.
+pub async fn fill<E: Engine>(
+    context: &CoreContext<E>,
+    id: &ChunkId,
+    head: bool,
+    headers: &HeaderMap,
+    shares: &ConnShares,
+) -> Reply {
+    let (Some(origin), Some(local)) = (&context.node.origin, context.local()) else {
+        return not_found();
+    };
+    let outcome = match origin.join(id) {
+        Err(error) => Err(error),
+        Ok(Joined::Waiter(waiting)) => waiting.await,
+        Ok(Joined::Leader(flight)) => {
+            let waiting = flight.waiting();
+            tokio::task::spawn_local(lead(context.node.clone(), local.clone(), flight));
+            waiting.await
+        }
+    };
+    match outcome {
+        Ok(Filled::Bytes(bytes)) => {
+            from_bytes(context, id, bytes, head, headers, shares, false).await
+        }
+        // Stored between this request's miss and its flight: answered from the store (a
+        // chunk removed again meanwhile is a 404, not a loop of fills).
+        Ok(Filled::Stored) => match stored(context, &local, id, head, headers, shares).await {
+            Ok(reply) => reply,
+            Err(_) => not_found(),
+        },
+        Err(failure) => refusal(&failure),
+    }
+}
+
+/// The answer to every request of a failed fill.
+fn refusal(failure: &FillError) -> Reply {
+    let mut response = error(failure.status(), failure.to_string());
+    if let FillError::Busy = failure {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response.into()
+}
+
+/// Leads the fill of `flight`'s chunk: fetches it, publishes the outcome, stores it, and
+/// ends the flight (by dropping it) only then.
+async fn lead<E: Engine>(node: Arc<Node<E>>, local: Rc<LocalStore<E>>, mut flight: Flight) {
+    let id = *flight.id();
+    let origin = node.origin.as_ref().expect("a fill has an origin");
+    // The chunk may have been stored since the request missed it: a fill that ended just
+    // before this flight began, or a PUT.
+    if matches!(local.lookup(&id), Ok(Some(_))) && !local.is_lost(&id) {
+        flight.publish(Ok(Filled::Stored));
+        return;
+    }
+    let memory = node.memory();
+    let admission = node.config.memory_admission;
+    let epoch = memory.map(|m| m.epoch(&id));
+    let chunk = match origin.fetch(id).await {
+        Ok(chunk) => chunk,
+        Err(failure) => {
+            flight.publish(Err(failure));
+            return;
+        }
+    };
+    // One copy of the bytes serves every waiter, and is the memory tier's when admitted.
+    let admit = memory.filter(|_| admission.on_put);
+    let bytes = match admit {
+        Some(memory) => memory.copy(&[chunk.bytes()]),
+        None => Bytes::copy_from_slice(chunk.bytes()),
+    };
+    flight.publish(Ok(Filled::Bytes(bytes.clone())));
+    let stored = if origin.durable_fills() {
+        local.put(chunk).await
+    } else {
+        local.put_filled(chunk).await
+    };
+    match stored {
+        Ok(_) => match (admit, memory) {
+            (Some(memory), _) => {
+                memory.admit(&id, bytes, epoch);
+            }
+            // The fill was this chunk's first whole read: the next one admits it.
+            (None, Some(memory)) if admission.on_hit => {
+                memory.second_look(&id);
+            }
+            _ => {}
+        },
+        Err(failure) => {
+            tracing::warn!(%id, error = %failure, "a chunk filled from the origin could not be stored; it was served");
+        }
+    }
+    drop(flight);
+}

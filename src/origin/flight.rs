@@ -1,0 +1,170 @@
+//! Coalescing: at most one fill of a chunk in flight on the node. The first request that
+//! misses a chunk leads its [`Flight`]; every other request for that chunk while the
+//! flight lasts waits on the same [`Waiting`] future and is woken with the leader's
+//! outcome — no polling, whichever core it runs on (cf. nginx's `proxy_cache_lock`, whose
+//! waiters poll every 500 ms).
+//!
+//! A flight lasts until its leader drops it: after the fetch *and* the store, so a request
+//! arriving between the two still joins it instead of asking the origin again. A leader
+//! that ends without publishing (a panic) fails its waiters ([`FillError::Abandoned`]);
+//! either way the chunk's next request starts a new flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use tokio::sync::oneshot;
+
+use super::error::FillError;
+use crate::chunk::ChunkId;
+
+/// What a fill gives every request that waited for it.
+#[derive(Clone, Debug)]
+pub enum Filled {
+    /// The chunk's verified bytes.
+    Bytes(Bytes),
+    /// The chunk turned out to be stored already (stored between the request's miss and
+    /// its flight): read it from the store.
+    Stored,
+}
+
+/// A fill's outcome, shared by its waiters.
+pub type Outcome = Result<Filled, FillError>;
+
+/// The future every request of a flight awaits.
+pub type Waiting = Shared<BoxFuture<'static, Outcome>>;
+
+/// The chunks being filled now.
+#[derive(Default)]
+pub struct Flights {
+    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+}
+
+/// What a request that missed does.
+pub enum Joined {
+    /// Lead the fill: fetch, publish, store, then drop the flight.
+    Leader(Flight),
+    /// Wait for the fill another request leads.
+    Waiter(Waiting),
+}
+
+impl Flights {
+    /// Joins the flight of `id`, or starts one (whose leader the caller becomes).
+    pub fn join(&self, id: &ChunkId) -> Joined {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waiting) = in_flight.get(id) {
+            return Joined::Waiter(waiting.clone());
+        }
+        let (sender, receiver) = oneshot::channel::<Outcome>();
+        let waiting = receiver
+            .map(|outcome| outcome.unwrap_or(Err(FillError::Abandoned)))
+            .boxed()
+            .shared();
+        in_flight.insert(*id, waiting.clone());
+        crate::metrics_origin::fills_in_flight(1.0);
+        Joined::Leader(Flight {
+            id: *id,
+            in_flight: self.in_flight.clone(),
+            sender: Some(sender),
+            waiting,
+        })
+    }
+
+    /// Flights now.
+    pub fn len(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The leader's handle on a fill: publishing wakes the waiters; dropping ends the flight.
+pub struct Flight {
+    id: ChunkId,
+    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+    sender: Option<oneshot::Sender<Outcome>>,
+    waiting: Waiting,
+}
+
+impl Flight {
+    /// The chunk being filled.
+    pub fn id(&self) -> &ChunkId {
+        &self.id
+    }
+
+    /// The outcome the leader's own request awaits, as its waiters do.
+    pub fn waiting(&self) -> Waiting {
+        self.waiting.clone()
+    }
+
+    /// Wakes every waiter with `outcome` (the first call only). Requests that join from
+    /// now until the flight is dropped get it at once.
+    pub fn publish(&mut self, outcome: Outcome) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(outcome);
+        }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        crate::metrics_origin::fills_in_flight(-1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId::of(&[n])
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_leaders_outcome_and_the_next_request_leads_anew() {
+        let flights = Flights::default();
+        let Joined::Leader(mut flight) = flights.join(&id(1)) else {
+            panic!("the first request leads");
+        };
+        let Joined::Waiter(waiter) = flights.join(&id(1)) else {
+            panic!("a second request waits");
+        };
+        assert!(matches!(flights.join(&id(2)), Joined::Leader(_)));
+        let waiting = tokio::spawn(waiter);
+        flight.publish(Ok(Filled::Bytes(Bytes::from_static(b"chunk"))));
+        // Published, not yet dropped: a late request still joins, and gets it at once.
+        let Joined::Waiter(late) = flights.join(&id(1)) else {
+            panic!("the flight lasts until dropped");
+        };
+        for outcome in [waiting.await.unwrap(), late.await] {
+            assert!(matches!(outcome, Ok(Filled::Bytes(b)) if b == "chunk"));
+        }
+        drop(flight);
+        assert!(matches!(flights.join(&id(1)), Joined::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_leader_gone_without_an_outcome_fails_its_waiters() {
+        let flights = Flights::default();
+        let Joined::Leader(flight) = flights.join(&id(3)) else {
+            panic!("the first request leads");
+        };
+        let Joined::Waiter(waiter) = flights.join(&id(3)) else {
+            panic!("a second request waits");
+        };
+        drop(flight);
+        assert!(matches!(waiter.await, Err(FillError::Abandoned)));
+        assert!(flights.is_empty());
+    }
+}
