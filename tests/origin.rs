@@ -49,6 +49,26 @@ fn meta_status(addr: SocketAddr, id: &str) -> u16 {
     get(addr, &format!("{}/meta", chunk_path(id)), &[]).status
 }
 
+/// Waits until chunk `id` is stored (`/meta` 200) and returns its meta. A fill answers its
+/// requests from the verified bytes before the store's writes finish (`src/http/fill.rs`),
+/// so `/meta` may say 404 for a moment after the answer; fails after 5 s.
+fn wait_stored(addr: SocketAddr, id: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let meta = get(addr, &format!("{}/meta", chunk_path(id)), &[]);
+        if meta.status == 200 {
+            return meta.json();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "chunk {id} not stored 5 s after its fill: {} {}",
+            meta.status,
+            meta.text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn assert_ready(addr: SocketAddr) {
     assert_eq!(get(addr, "/readyz", &[]).status, 200, "/readyz");
 }
@@ -79,9 +99,7 @@ fn a_miss_is_filled_from_the_origin_then_served_as_stored() {
 
     assert_whole(&get(addr, &chunk_path(&id), &[]), &bytes);
     assert_eq!(origin.requests(&id), 1);
-    let meta = get(addr, &format!("{}/meta", chunk_path(&id)), &[]);
-    assert_eq!(meta.status, 200, "stored after the fill: {}", meta.text());
-    assert_eq!(meta.json()["len"], CHUNK_LEN as u64);
+    assert_eq!(wait_stored(addr, &id)["len"], CHUNK_LEN as u64);
 
     // Now a hit: served without asking the origin.
     assert_whole(&get(addr, &chunk_path(&id), &[]), &bytes);
@@ -130,15 +148,15 @@ fn ranges_heads_and_conditionals_work_on_a_miss() {
     check_parts(&parts, &chunks[1], &wanted);
 
     // HEAD: the length, no body — the next answer on the connection parses cleanly only
-    // if none was sent — and the chunk is stored by it.
+    // if none was sent — and the chunk is stored by it (below, with the others).
     let mut client = Client::connect(addr);
     let head = client.request("HEAD", &path(2), &[], b"");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("300001"));
     let etag = format!("\"{}\"", ids[2]);
     assert_eq!(head.header("etag"), Some(etag.as_str()));
-    let meta = client.request("GET", &format!("{}/meta", path(2)), &[], b"");
-    assert_eq!(meta.status, 200, "HEAD stored the chunk: {}", meta.text());
+    let next = client.request("GET", "/readyz", &[], b"");
+    assert_eq!(next.status, 200, "the answer after the HEAD: {next:?}");
 
     let etag = format!("\"{}\"", ids[3]);
     let not_modified = get(addr, &path(3), &[("If-None-Match", &etag)]);
@@ -157,7 +175,7 @@ fn ranges_heads_and_conditionals_work_on_a_miss() {
 
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(origin.requests(id), 1, "chunk {n}: one origin request");
-        assert_eq!(meta_status(addr, id), 200, "chunk {n} is stored");
+        wait_stored(addr, id);
     }
     assert_whole(&get(addr, &path(4), &[]), &chunks[4]);
     assert_eq!(origin.total_requests(), 6, "the last GET was a hit");
@@ -212,7 +230,7 @@ fn wrong_bytes_are_a_502_stored_nowhere_and_fetched_again_next_time() {
     origin.set(&id, Behaviour::Serve(right.clone()));
     assert_whole(&get(addr, &chunk_path(&id), &[]), &right);
     assert_eq!(origin.requests(&id), 3);
-    assert_eq!(meta_status(addr, &id), 200);
+    wait_stored(addr, &id);
 
     // Longer than --max-chunk-bytes (1 MiB by default), even if its id is right.
     let long = chunk_bytes(1_422, (1 << 20) + 1);
@@ -385,7 +403,7 @@ fn a_file_origin_fills_too() {
     let addr = server.addr;
 
     assert_whole(&get(addr, &chunk_path(&id), &[]), &bytes);
-    assert_eq!(meta_status(addr, &id), 200);
+    wait_stored(addr, &id);
     std::fs::remove_file(dir.path().join(&id)).unwrap();
     assert_whole(&get(addr, &chunk_path(&id), &[]), &bytes);
 
@@ -449,7 +467,7 @@ fn an_s3_origin_fills_and_filled_chunks_outlive_it() {
     let gets = |n: usize| moto.gets("origin", &format!("chunks/{}", ids[n]));
 
     assert_whole(&get(addr, &path(0), &[]), &chunks[0]);
-    assert_eq!(meta_status(addr, &ids[0]), 200);
+    wait_stored(addr, &ids[0]);
     assert_whole(&get(addr, &path(0), &[]), &chunks[0]);
     assert_eq!(gets(0), 1, "moto served the chunk once");
 
@@ -465,8 +483,9 @@ fn an_s3_origin_fills_and_filled_chunks_outlive_it() {
     let head = client.request("HEAD", &path(3), &[], b"");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("300001"));
-    let meta = client.request("GET", &format!("{}/meta", path(3)), &[], b"");
-    assert_eq!(meta.status, 200, "HEAD stored the chunk: {}", meta.text());
+    let next = client.request("GET", "/readyz", &[], b"");
+    assert_eq!(next.status, 200, "the answer after the HEAD: {next:?}");
+    wait_stored(addr, &ids[3]);
     for n in 1..=3 {
         assert_eq!(gets(n), 1, "chunk {n}: one GET at moto");
     }
