@@ -17,7 +17,6 @@
 use super::body::Body;
 use super::budget::{BudgetPermit, ConnShares};
 use super::context::CoreContext;
-use super::fill;
 use super::multipart;
 use super::reply::{Refusal, Reply, error, store_error};
 use crate::cache::memory::{Epoch, MemoryTier};
@@ -31,25 +30,6 @@ use http::{Response, StatusCode};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-/// Answers a GET (or, with `head`, a HEAD) of chunk `id`: as stored, or, when the node
-/// does not hold it, filled from the origin (`fill`) or 404.
-pub async fn get<E: Engine>(
-    context: &CoreContext<E>,
-    local: &LocalStore<E>,
-    id: &ChunkId,
-    head: bool,
-    headers: &HeaderMap,
-    shares: &ConnShares,
-) -> Reply {
-    match stored(context, local, id, head, headers, shares).await {
-        Ok(reply) => reply,
-        Err(Missing) if context.node.origin.is_some() => {
-            fill::fill(context, id, head, headers, shares).await
-        }
-        Err(Missing) => not_found(),
-    }
-}
-
 /// The chunk is not stored here (or is lost): a miss.
 pub struct Missing;
 
@@ -58,7 +38,8 @@ pub fn not_found() -> Reply {
     error(StatusCode::NOT_FOUND, "chunk not found").into()
 }
 
-/// The answer from the stored chunk, or `Missing`.
+/// The answer to a GET (or, with `head`, a HEAD) of chunk `id` from the stored chunk, or
+/// `Missing` (which `chunks` answers by a fill from the origin, or a 404).
 pub async fn stored<E: Engine>(
     context: &CoreContext<E>,
     local: &LocalStore<E>,

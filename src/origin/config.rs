@@ -36,6 +36,12 @@ pub struct OriginConfig {
     #[arg(long, env = "CHUNKD_ORIGIN_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub origin_connect_timeout: Duration,
 
+    /// Time one attempt may go without a byte from the origin — its response's headers,
+    /// or the next piece of its body — before it fails and is retried (within
+    /// --origin-timeout, which bounds the whole).
+    #[arg(long, env = "CHUNKD_ORIGIN_FIRST_BYTE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub origin_first_byte_timeout: Duration,
+
     /// Most origin fetches in flight on the node; more wait for a slot (within
     /// --origin-timeout, else 503). Concurrent misses of one chunk are one fetch.
     #[arg(long, env = "CHUNKD_ORIGIN_CONCURRENCY", default_value_t = 64)]

@@ -29,6 +29,7 @@ mod flight;
 mod source;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ pub struct Origin {
     /// Chunks the origin lately said it does not have, and until when that is believed.
     not_found: Mutex<HashMap<ChunkId, Instant>>,
     durable_fills: bool,
+    /// Fetches started (each one origin request, its retries aside).
+    fetches: AtomicU64,
 }
 
 impl Origin {
@@ -96,6 +99,7 @@ impl Origin {
             not_found_ttl: config.origin_not_found_ttl,
             not_found: Mutex::new(HashMap::new()),
             durable_fills: config.origin_durable_fills,
+            fetches: AtomicU64::new(0),
         }))
     }
 
@@ -137,9 +141,15 @@ impl Origin {
         self.flights.len()
     }
 
+    /// Fetches this origin has started (the node-wide metric counts every node's).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
     /// Fetches chunk `id` on the origin's runtime, waiting for a slot first; the verified
     /// chunk, or why not, within `--origin-timeout` in all. Counted in the metrics.
     pub async fn fetch(&self, id: ChunkId) -> Result<VerifiedChunk, FillError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let source = self.source.clone();
         let slots = self.slots.clone();
         let timeout = self.timeout;

@@ -9,6 +9,7 @@ use chunkd::chunk::ChunkId;
 use chunkd::config::ServeConfig;
 use chunkd::http::{CoreServer, Node};
 use chunkd::metrics::Metrics;
+use chunkd::origin::Origin;
 use chunkd::store::device::sim::{SimDevice, SimEngine};
 use chunkd::store::{ShardLocation, Store, StoreConfig};
 use clap::Parser;
@@ -57,8 +58,11 @@ impl TestNode {
     pub fn recovering(flags: &[&str]) -> TestNode {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = serve_config(dir.path(), flags);
+        let max_chunk_bytes = u32::try_from(config.max_chunk_bytes).expect("below 4 GiB");
+        let origin =
+            Origin::new(&config.origin, config.scheme, max_chunk_bytes).expect("a valid origin");
         TestNode {
-            node: Arc::new(Node::new(config, metrics())),
+            node: Arc::new(Node::new(config, metrics()).with_origin(origin)),
             engine: SimEngine::new(SEED),
             dir,
         }
