@@ -211,12 +211,13 @@ fn wrong_bytes_are_a_502_stored_nowhere_and_fetched_again_next_time() {
     let server = node(&origin.url(), &[]);
     let addr = server.addr;
 
-    get(addr, &chunk_path(&id), &[]).assert_error(502);
+    let url = origin.url_of(&id);
+    let message = get(addr, &chunk_path(&id), &[]).assert_error(502);
+    assert!(message.contains(&url), "the error names {url}: {message}");
     assert_eq!(origin.requests(&id), 1);
     assert_eq!(meta_status(addr, &id), 404, "wrong bytes were stored");
     assert_metric(addr, "chunkd_origin_verification_failures_total", 1.0);
     assert_outcomes(addr, "mismatch", 1);
-    let url = origin.url_of(&id);
     let logged = server
         .log()
         .lines()
@@ -261,7 +262,9 @@ fn a_slow_origin_is_a_504_within_the_timeout() {
         let started = Instant::now();
         let response = get(addr, &chunk_path(id), &[]);
         let took = started.elapsed();
-        response.assert_error(504);
+        let message = response.assert_error(504);
+        let url = origin.url_of(id);
+        assert!(message.contains(&url), "the error names {url}: {message}");
         assert!(
             took < SLOW_ANSWER_LIMIT,
             "a stall in the {what}: 504 after {took:?}"
@@ -292,8 +295,9 @@ fn an_origin_that_is_down_is_a_502_and_the_node_stays_ready() {
     let addr = server.addr;
     let id = id_of(b"behind a closed port");
     let started = Instant::now();
-    get(addr, &chunk_path(&id), &[]).assert_error(502);
+    let message = get(addr, &chunk_path(&id), &[]).assert_error(502);
     let took = started.elapsed();
+    assert!(message.contains(&url), "the error names {url}: {message}");
     // Connection refused, retried twice with backoff: well within the 10 s timeout.
     assert!(took < Duration::from_secs(5), "502 after {took:?}");
     assert_outcomes(addr, "unreachable", 1);
