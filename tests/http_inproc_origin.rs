@@ -275,13 +275,19 @@ fn a_stored_chunk_that_cannot_be_read_now_is_filled_instead_of_a_503() {
             let mut client = Client::connect(&server, version).await;
             let whole = client.get(&chunk_path(&id), &[]).await;
             assert_eq!(whole.status, 200, "filled, not 503: {}", whole.text());
-            assert!(whole.body == bytes, "the origin's bytes, never the damaged ones");
+            assert!(
+                whole.body == bytes,
+                "the origin's bytes, never the damaged ones"
+            );
             let range = client
                 .get(&chunk_path(&id), &[("range", "bytes=500-1500")])
                 .await;
             assert_eq!(range.status, 206);
             assert!(range.body == bytes[500..=1500]);
         }
-        assert!(fetches(&node) >= 1, "the origin answered for the damaged chunk");
+        assert!(
+            fetches(&node) >= 1,
+            "the origin answered for the damaged chunk"
+        );
     });
 }

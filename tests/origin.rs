@@ -286,6 +286,87 @@ fn a_slow_origin_is_a_504_within_the_timeout() {
     assert_whole(&get(addr, &chunk_path(&late_id), &[]), &late);
 }
 
+/// At `--origin-concurrency 1`, a second fill waits for the one slot; when it has waited
+/// most of `--origin-timeout` for it, it is the node that is busy, not the origin that is
+/// slow: 503 with Retry-After, counted as `busy`; the first fill's is a 504.
+#[test]
+fn a_fill_that_waited_for_a_fetch_slot_until_too_late_is_a_503() {
+    let origin = HttpOrigin::start("chunks");
+    let chunks: Vec<Vec<u8>> = (0..2).map(|n| chunk_bytes(1_435 + n, CHUNK_LEN)).collect();
+    let ids: Vec<String> = chunks.iter().map(|b| id_of(b)).collect();
+    for (id, bytes) in ids.iter().zip(&chunks) {
+        origin.set(id, Behaviour::DelayHeaders(STALL, bytes.clone()));
+    }
+    let args = [
+        "--origin-timeout",
+        SLOW_TIMEOUT,
+        "--origin-concurrency",
+        "1",
+    ];
+    let server = node(&origin.url(), &args);
+    let addr = server.addr;
+
+    let start = Arc::new(Barrier::new(ids.len()));
+    let clients: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (start, path) = (Arc::clone(&start), chunk_path(id));
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                start.wait();
+                client.request("GET", &path, &[], b"")
+            })
+        })
+        .collect();
+    let mut statuses: Vec<(u16, Option<String>)> = clients
+        .into_iter()
+        .map(|c| {
+            let response = c.join().expect("a client thread");
+            let retry_after = response.header("retry-after").map(str::to_owned);
+            (response.status, retry_after)
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [(503, Some("1".to_owned())), (504, None)],
+        "one fill timed out at the origin, the other waited for the slot"
+    );
+    assert_eq!(
+        origin.total_requests(),
+        1,
+        "only the slot holder reached the origin"
+    );
+    assert_outcomes(addr, "busy", 1);
+    assert_outcomes(addr, "timeout", 1);
+    assert_ready(addr);
+}
+
+/// A DELETE right after a fill's answer removes the chunk for good: the fill's store,
+/// which lands after its answer, must not bring it back.
+#[test]
+fn a_delete_right_after_a_fill_is_not_undone_by_its_store() {
+    const ROUNDS: u64 = 20;
+    let origin = HttpOrigin::start("chunks");
+    let server = node(&origin.url(), &[]);
+    let addr = server.addr;
+    for round in 0..ROUNDS {
+        let bytes = chunk_bytes(1_440 + round, CHUNK_LEN);
+        let id = origin.serve(&bytes);
+        assert_whole(&get(addr, &chunk_path(&id), &[]), &bytes);
+        let deleted = request(addr, "DELETE", &chunk_path(&id), &[], b"");
+        assert_eq!(deleted.status, 204, "round {round}: {:?}", deleted.text());
+        // Time for a store that would land late to have landed.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            meta_status(addr, &id),
+            404,
+            "round {round}: deleted, yet stored"
+        );
+    }
+    assert_eq!(origin.total_requests(), ROUNDS);
+}
+
 #[test]
 fn an_origin_that_is_down_is_a_502_and_the_node_stays_ready() {
     let origin = HttpOrigin::start("chunks");

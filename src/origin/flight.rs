@@ -36,10 +36,19 @@ pub type Outcome = Result<Filled, FillError>;
 /// The future every request of a flight awaits.
 pub type Waiting = Shared<BoxFuture<'static, Outcome>>;
 
+/// A future that resolves when a flight ends (its leader dropped it: stored, or failed).
+pub type Settled = Shared<BoxFuture<'static, ()>>;
+
+/// A flight as the map holds it.
+struct Entry {
+    waiting: Waiting,
+    settled: Settled,
+}
+
 /// The chunks being filled now.
 #[derive(Default)]
 pub struct Flights {
-    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+    in_flight: Arc<Mutex<HashMap<ChunkId, Entry>>>,
 }
 
 /// What a request that missed does.
@@ -54,22 +63,38 @@ impl Flights {
     /// Joins the flight of `id`, or starts one (whose leader the caller becomes).
     pub fn join(&self, id: &ChunkId) -> Joined {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(waiting) = in_flight.get(id) {
-            return Joined::Waiter(waiting.clone());
+        if let Some(entry) = in_flight.get(id) {
+            return Joined::Waiter(entry.waiting.clone());
         }
         let (sender, receiver) = oneshot::channel::<Outcome>();
         let waiting = receiver
             .map(|outcome| outcome.unwrap_or(Err(FillError::Abandoned)))
             .boxed()
             .shared();
-        in_flight.insert(*id, waiting.clone());
+        // Never sent on: the receiver resolves when the flight drops its sender.
+        let (ending, ended) = oneshot::channel::<()>();
+        let settled = ended.map(|_| ()).boxed().shared();
+        let entry = Entry {
+            waiting: waiting.clone(),
+            settled,
+        };
+        in_flight.insert(*id, entry);
         crate::metrics_origin::fills_in_flight(1.0);
         Joined::Leader(Flight {
             id: *id,
             in_flight: self.in_flight.clone(),
             sender: Some(sender),
             waiting,
+            _ending: ending,
         })
+    }
+
+    /// Resolves when the flight of `id`, if any, has ended — its chunk stored or its
+    /// failure published — so that a DELETE is not undone by a fill's store landing
+    /// after it.
+    pub fn settled(&self, id: &ChunkId) -> Option<Settled> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.get(id).map(|entry| entry.settled.clone())
     }
 
     /// Flights now.
@@ -88,9 +113,11 @@ impl Flights {
 /// The leader's handle on a fill: publishing wakes the waiters; dropping ends the flight.
 pub struct Flight {
     id: ChunkId,
-    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+    in_flight: Arc<Mutex<HashMap<ChunkId, Entry>>>,
     sender: Option<oneshot::Sender<Outcome>>,
     waiting: Waiting,
+    /// Dropped with the flight, which resolves its `Settled`.
+    _ending: oneshot::Sender<()>,
 }
 
 impl Flight {
@@ -150,7 +177,15 @@ mod tests {
         for outcome in [waiting.await.unwrap(), late.await] {
             assert!(matches!(outcome, Ok(Filled::Bytes(b)) if b == "chunk"));
         }
+        let settled = flights
+            .settled(&id(1))
+            .expect("the flight lasts until dropped");
+        let settling = tokio::spawn(settled);
+        tokio::task::yield_now().await;
+        assert!(!settling.is_finished(), "settled only when the flight ends");
         drop(flight);
+        settling.await.unwrap();
+        assert!(flights.settled(&id(1)).is_none());
         assert!(matches!(flights.join(&id(1)), Joined::Leader(_)));
     }
 

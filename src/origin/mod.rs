@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 
 pub use config::{Location, OriginConfig, parse_location};
 pub use error::FillError;
-pub use flight::{Filled, Flight, Flights, Joined, Outcome, Waiting};
+pub use flight::{Filled, Flight, Flights, Joined, Outcome, Settled, Waiting};
 use source::Source;
 
 use crate::chunk::ChunkId;
@@ -136,6 +136,12 @@ impl Origin {
         Ok(joined)
     }
 
+    /// Resolves when the fill of `id` in flight, if any, has ended (see
+    /// [`Flights::settled`]).
+    pub fn settled(&self, id: &ChunkId) -> Option<Settled> {
+        self.flights.settled(id)
+    }
+
     /// Fills in flight now.
     pub fn fills_in_flight(&self) -> usize {
         self.flights.len()
@@ -165,9 +171,16 @@ impl Origin {
                 crate::metrics_origin::fetched(Err(&FillError::Busy), started.elapsed());
                 return Err(FillError::Busy);
             };
+            let waited = started.elapsed();
             let fetched = tokio::time::timeout_at(deadline, source.fetch(&id))
                 .await
                 .unwrap_or_else(|_| {
+                    // A fetch that spent most of its time waiting for a slot timed out
+                    // because the node is at --origin-concurrency, not because the
+                    // origin is slow: the client should come back (503, Retry-After).
+                    if waited >= timeout / 2 {
+                        return Err(FillError::Busy);
+                    }
                     Err(FillError::Timeout {
                         url: source.url_of(&id),
                         timeout,
