@@ -30,7 +30,7 @@ use super::get::{Missing, from_bytes, not_found, stored};
 use super::node::Node;
 use super::reply::{Reply, error};
 use crate::chunk::ChunkId;
-use crate::origin::{FillError, Filled, Flight, Joined};
+use crate::origin::{Fetched, FillError, Filled, Flight, Joined};
 use crate::store::{Engine, LocalStore};
 
 /// Answers a GET (or HEAD) of `id`, which missed (`missing` says how), by filling it from
@@ -109,26 +109,30 @@ async fn lead<E: Engine>(
     }
     let memory = node.memory();
     let admission = node.config.memory_admission;
-    let epoch = memory.map(|m| m.epoch(&id));
-    let chunk = match origin.fetch(id).await {
-        Ok(chunk) => chunk,
+    // The fetch slot comes with the chunk and is held until it is stored: at most
+    // --origin-concurrency fetched chunks are held at once, however slow the stores.
+    let Fetched { chunk, slot } = match origin.fetch(id).await {
+        Ok(fetched) => fetched,
         Err(failure) => {
             flight.publish(Err(failure));
             return;
         }
     };
-    // One copy of the bytes serves every waiter, and is the memory tier's when admitted.
+    // One copy of the bytes serves every waiter, and is the memory tier's when admitted
+    // (unless a DELETE comes between this and the admission: the epoch).
+    let epoch = memory.map(|m| m.epoch(&id));
     let admit = memory.filter(|_| admission.on_put);
     let bytes = match admit {
         Some(memory) => memory.copy(&[chunk.bytes()]),
         None => Bytes::copy_from_slice(chunk.bytes()),
     };
     flight.publish(Ok(Filled::Bytes(bytes.clone())));
-    let stored = if origin.durable_fills() {
-        local.put(chunk).await
-    } else {
-        local.put_filled(chunk).await
-    };
+    // Asked for although stored (it could not be read): this copy replaces that one.
+    let replace = !check_stored;
+    let stored = local
+        .put_filled(chunk, replace, origin.durable_fills())
+        .await;
+    drop(slot);
     match stored {
         Ok(_) => match (admit, memory) {
             (Some(memory), _) => {

@@ -60,11 +60,15 @@ pub enum Joined {
 }
 
 impl Flights {
-    /// Joins the flight of `id`, or starts one (whose leader the caller becomes).
-    pub fn join(&self, id: &ChunkId) -> Joined {
+    /// Joins the flight of `id`, or starts one (whose leader the caller becomes) unless
+    /// `max` are in flight already (`None`).
+    pub fn join(&self, id: &ChunkId, max: usize) -> Option<Joined> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = in_flight.get(id) {
-            return Joined::Waiter(entry.waiting.clone());
+            return Some(Joined::Waiter(entry.waiting.clone()));
+        }
+        if in_flight.len() >= max {
+            return None;
         }
         let (sender, receiver) = oneshot::channel::<Outcome>();
         let waiting = receiver
@@ -80,13 +84,13 @@ impl Flights {
         };
         in_flight.insert(*id, entry);
         crate::metrics_origin::fills_in_flight(1.0);
-        Joined::Leader(Flight {
+        Some(Joined::Leader(Flight {
             id: *id,
             in_flight: self.in_flight.clone(),
             sender: Some(sender),
             waiting,
             _ending: ending,
-        })
+        }))
     }
 
     /// Resolves when the flight of `id`, if any, has ended — its chunk stored or its
@@ -161,17 +165,23 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_leaders_outcome_and_the_next_request_leads_anew() {
         let flights = Flights::default();
-        let Joined::Leader(mut flight) = flights.join(&id(1)) else {
+        let Some(Joined::Leader(mut flight)) = flights.join(&id(1), 2) else {
             panic!("the first request leads");
         };
-        let Joined::Waiter(waiter) = flights.join(&id(1)) else {
+        let Some(Joined::Waiter(waiter)) = flights.join(&id(1), 2) else {
             panic!("a second request waits");
         };
-        assert!(matches!(flights.join(&id(2)), Joined::Leader(_)));
+        let second = flights.join(&id(2), 2);
+        assert!(matches!(second, Some(Joined::Leader(_))));
+        assert!(
+            flights.join(&id(3), 2).is_none(),
+            "no third flight beyond the bound"
+        );
+        drop(second);
         let waiting = tokio::spawn(waiter);
         flight.publish(Ok(Filled::Bytes(Bytes::from_static(b"chunk"))));
         // Published, not yet dropped: a late request still joins, and gets it at once.
-        let Joined::Waiter(late) = flights.join(&id(1)) else {
+        let Some(Joined::Waiter(late)) = flights.join(&id(1), 2) else {
             panic!("the flight lasts until dropped");
         };
         for outcome in [waiting.await.unwrap(), late.await] {
@@ -186,16 +196,16 @@ mod tests {
         drop(flight);
         settling.await.unwrap();
         assert!(flights.settled(&id(1)).is_none());
-        assert!(matches!(flights.join(&id(1)), Joined::Leader(_)));
+        assert!(matches!(flights.join(&id(1), 2), Some(Joined::Leader(_))));
     }
 
     #[tokio::test]
     async fn a_leader_gone_without_an_outcome_fails_its_waiters() {
         let flights = Flights::default();
-        let Joined::Leader(flight) = flights.join(&id(3)) else {
+        let Some(Joined::Leader(flight)) = flights.join(&id(3), 1) else {
             panic!("the first request leads");
         };
-        let Joined::Waiter(waiter) = flights.join(&id(3)) else {
+        let Some(Joined::Waiter(waiter)) = flights.join(&id(3), 1) else {
             panic!("a second request waits");
         };
         drop(flight);

@@ -145,7 +145,7 @@ impl Source {
         if matches!(error, object_store::Error::NotFound { .. }) {
             return FillError::NotFound;
         }
-        let detail = error.to_string();
+        let detail = self.location.redact(&error.to_string());
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(cause) = source {
             if let Some(http) = cause.downcast_ref::<object_store::client::HttpError>() {
