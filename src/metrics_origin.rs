@@ -37,7 +37,7 @@ const OUTCOMES: [&str; 7] = [
 pub fn describe() {
     describe_counter!(
         REQUESTS,
-        "Origin fetches by outcome: filled, not_found, mismatch (bytes not hashing to the id; nothing stored), timeout, unreachable, error, busy (no fetch slot within --origin-timeout). A fetch's retries are inside it; concurrent misses of one chunk are one fetch."
+        "Origin fetches by outcome: filled, not_found, mismatch (bytes not hashing to the id; nothing stored), timeout, unreachable, error, busy (no fetch slot within --origin-timeout, most of it spent waiting for one, or too many fills queued: not sent to the origin). A fetch's retries are inside it; concurrent misses of one chunk are one fetch."
     );
     describe_counter!(
         BYTES,
@@ -92,6 +92,12 @@ pub fn fetched(outcome: Result<u64, &FillError>, took: Duration) {
         }
     }
     histogram!(DURATION).record(took.as_secs_f64());
+}
+
+/// Counts a miss refused because as many fills are in flight as the node allows (an
+/// origin request not made: `busy`).
+pub fn too_many_fills() {
+    counter!(REQUESTS, "outcome" => "busy").increment(1);
 }
 
 /// Counts a request that waited on another's fetch.

@@ -256,3 +256,96 @@ fn with_an_origin_chunks_named_by_manifests_are_not_pinned() {
         }
     });
 }
+
+#[test]
+fn a_stored_chunk_that_cannot_be_read_now_is_filled_instead_of_a_503() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_with_origin(dir.path(), &[]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let bytes = chunk_bytes(90, CHUNK_LEN);
+        let id = client.put_new(&bytes).await;
+        // Damage data shards 0 and 1: one more than the 4 + 1 scheme can lose.
+        for shard in 0..2 {
+            node.corrupt_shard(&id, shard, 1000);
+        }
+        at_origin(dir.path(), &id, &bytes);
+        for version in VERSIONS {
+            let mut client = Client::connect(&server, version).await;
+            let whole = client.get(&chunk_path(&id), &[]).await;
+            assert_eq!(whole.status, 200, "filled, not 503: {}", whole.text());
+            assert!(
+                whole.body == bytes,
+                "the origin's bytes, never the damaged ones"
+            );
+            let range = client
+                .get(&chunk_path(&id), &[("range", "bytes=500-1500")])
+                .await;
+            assert_eq!(range.status, 206);
+            assert!(range.body == bytes[500..=1500]);
+        }
+        assert!(
+            fetches(&node) >= 1,
+            "the origin answered for the damaged chunk"
+        );
+    });
+}
+
+#[test]
+fn fetched_chunks_waiting_for_their_store_are_bounded_by_origin_concurrency() {
+    run(async {
+        const LEN: usize = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["--origin-concurrency", "1", "--memory-cache", "0"];
+        let node = node_with_origin(dir.path(), &flags);
+        let server = node.server();
+        let ids: Vec<String> = (0..6u64)
+            .map(|n| {
+                let bytes = chunk_bytes(9_000 + n, LEN);
+                let id = id_of(&bytes);
+                at_origin(dir.path(), &id, &bytes);
+                id
+            })
+            .collect();
+        // Every device I/O takes 100 ms: stores are far slower than fetches.
+        node.engine
+            .set_faults(chunkd::store::device::sim::FaultPlan {
+                latency: Some(std::time::Duration::from_millis(100)),
+                ..Default::default()
+            });
+        let origin = node.node.origin.as_ref().expect("an origin");
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let mut most = 0;
+        for id in &ids {
+            let got = client.get(&chunk_path(id), &[]).await;
+            assert_eq!(got.status, 200);
+            // A fill in flight holds its chunk from its fetch to the end of its store;
+            // the next fetch waits for the one slot, so at most the one just answered
+            // (storing) and none other hold a chunk.
+            most = most.max(origin.fills_in_flight());
+        }
+        assert!(
+            most <= 1,
+            "{most} fills held their chunks at --origin-concurrency 1"
+        );
+    });
+}
+
+#[test]
+fn an_origin_password_is_never_shown_to_clients() {
+    run(async {
+        // Nothing listens on port 1: every fill fails, and its error names the URL.
+        let node = TestNode::start(&["--origin", "http://user:s3cret@127.0.0.1:1/chunks/"]);
+        let server = node.server();
+        let mut client = Client::connect(&server, Version::Http1).await;
+        let id = id_of(b"missing");
+        let refused = client.get(&chunk_path(&id), &[]).await;
+        let message = refused.assert_error(502);
+        assert!(
+            message.contains("http://127.0.0.1:1/chunks/"),
+            "the URL is named: {message}"
+        );
+        assert!(!message.contains("s3cret"), "the password leaks: {message}");
+    });
+}

@@ -1,5 +1,6 @@
 //! `DELETE /v1/chunks/{id}`: removes the chunk now (an operator's tool), from flash and
-//! then from the memory tier: 204, or 404 when neither held it. Needs the write token
+//! then from the memory tier: 204, or 404 when neither held it. A fill of the chunk in
+//! flight ends first (its store would otherwise undo the delete). Needs the write token
 //! where one is configured.
 
 use std::rc::Rc;
@@ -29,6 +30,11 @@ pub async fn delete<E: Engine>(
     // go on serving a deleted chunk). Dropping a `JoinHandle` does not cancel its task.
     let (node, id) = (context.node.clone(), *id);
     let both = tokio::task::spawn_local(async move {
+        // A fill of this chunk in flight stores it when its fetch is done: let it end
+        // first, or its store would land after this delete and undo it.
+        if let Some(settled) = node.origin.as_ref().and_then(|o| o.settled(&id)) {
+            settled.await;
+        }
         let stored = local.delete(&id).await;
         // After the flash delete: a GET that read flash before it finds the tier's epoch
         // moved on and does not admit what it read.

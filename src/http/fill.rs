@@ -1,4 +1,6 @@
 //! A GET or HEAD of a chunk the node does not hold, with an origin (`--origin`): the fill.
+//! Also of a chunk it holds but cannot read now (fewer than k sound shards), which without
+//! an origin would be a 503: the origin has it.
 //!
 //! ```text
 //! Origin::join ─▶ Waiter: wait (woken with the leader's outcome)
@@ -24,17 +26,19 @@ use http::header::{self, HeaderMap, HeaderValue};
 
 use super::budget::ConnShares;
 use super::context::CoreContext;
-use super::get::{from_bytes, not_found, stored};
+use super::get::{Missing, from_bytes, not_found, stored};
 use super::node::Node;
 use super::reply::{Reply, error};
 use crate::chunk::ChunkId;
-use crate::origin::{FillError, Filled, Flight, Joined};
+use crate::origin::{Fetched, FillError, Filled, Flight, Joined};
 use crate::store::{Engine, LocalStore};
 
-/// Answers a GET (or HEAD) of `id`, which missed, by filling it from the origin.
+/// Answers a GET (or HEAD) of `id`, which missed (`missing` says how), by filling it from
+/// the origin.
 pub async fn fill<E: Engine>(
     context: &CoreContext<E>,
     id: &ChunkId,
+    missing: Missing,
     head: bool,
     headers: &HeaderMap,
     shares: &ConnShares,
@@ -42,26 +46,36 @@ pub async fn fill<E: Engine>(
     let (Some(origin), Some(local)) = (&context.node.origin, context.local()) else {
         return not_found();
     };
-    let outcome = match origin.join(id) {
-        Err(error) => Err(error),
-        Ok(Joined::Waiter(waiting)) => waiting.await,
-        Ok(Joined::Leader(flight)) => {
-            let waiting = flight.waiting();
-            tokio::task::spawn_local(lead(context.node.clone(), local.clone(), flight));
-            waiting.await
-        }
-    };
-    match outcome {
-        Ok(Filled::Bytes(bytes)) => {
-            from_bytes(context, id, bytes, head, headers, shares, false).await
-        }
-        // Stored between this request's miss and its flight: answered from the store (a
-        // chunk removed again meanwhile is a 404, not a loop of fills).
-        Ok(Filled::Stored) => match stored(context, &local, id, head, headers, shares).await {
-            Ok(reply) => reply,
-            Err(_) => not_found(),
-        },
-        Err(failure) => refusal(&failure),
+    // A leader first checks that the chunk is still not stored (a fill may have ended
+    // just before its flight began) — unless it is stored but was unreadable.
+    let mut check_stored = missing == Missing::Absent;
+    loop {
+        let outcome = match origin.join(id) {
+            Err(error) => Err(error),
+            Ok(Joined::Waiter(waiting)) => waiting.await,
+            Ok(Joined::Leader(flight)) => {
+                let waiting = flight.waiting();
+                let node = context.node.clone();
+                tokio::task::spawn_local(lead(node, local.clone(), flight, check_stored));
+                waiting.await
+            }
+        };
+        return match outcome {
+            Ok(Filled::Bytes(bytes)) => {
+                from_bytes(context, id, bytes, head, headers, shares, false).await
+            }
+            // Stored meanwhile: answered from the store. If that cannot answer after all
+            // (unreadable, or removed again), one fill that does not check comes next.
+            Ok(Filled::Stored) => match stored(context, &local, id, head, headers, shares).await {
+                Ok(reply) => reply,
+                Err(_) if check_stored => {
+                    check_stored = false;
+                    continue;
+                }
+                Err(_) => not_found(),
+            },
+            Err(failure) => refusal(&failure),
+        };
     }
 }
 
@@ -77,38 +91,48 @@ fn refusal(failure: &FillError) -> Reply {
 }
 
 /// Leads the fill of `flight`'s chunk: fetches it, publishes the outcome, stores it, and
-/// ends the flight (by dropping it) only then.
-async fn lead<E: Engine>(node: Arc<Node<E>>, local: Rc<LocalStore<E>>, mut flight: Flight) {
+/// ends the flight (by dropping it) only then. With `check_stored`, first makes sure the
+/// chunk was not stored since the request missed it.
+async fn lead<E: Engine>(
+    node: Arc<Node<E>>,
+    local: Rc<LocalStore<E>>,
+    mut flight: Flight,
+    check_stored: bool,
+) {
     let id = *flight.id();
     let origin = node.origin.as_ref().expect("a fill has an origin");
-    // The chunk may have been stored since the request missed it: a fill that ended just
-    // before this flight began, or a PUT.
-    if matches!(local.lookup(&id), Ok(Some(_))) && !local.is_lost(&id) {
+    // Stored since the request missed it: a fill that ended just before this flight
+    // began, or a PUT.
+    if check_stored && matches!(local.lookup(&id), Ok(Some(_))) && !local.is_lost(&id) {
         flight.publish(Ok(Filled::Stored));
         return;
     }
     let memory = node.memory();
     let admission = node.config.memory_admission;
-    let epoch = memory.map(|m| m.epoch(&id));
-    let chunk = match origin.fetch(id).await {
-        Ok(chunk) => chunk,
+    // The fetch slot comes with the chunk and is held until it is stored: at most
+    // --origin-concurrency fetched chunks are held at once, however slow the stores.
+    let Fetched { chunk, slot } = match origin.fetch(id).await {
+        Ok(fetched) => fetched,
         Err(failure) => {
             flight.publish(Err(failure));
             return;
         }
     };
-    // One copy of the bytes serves every waiter, and is the memory tier's when admitted.
+    // One copy of the bytes serves every waiter, and is the memory tier's when admitted
+    // (unless a DELETE comes between this and the admission: the epoch).
+    let epoch = memory.map(|m| m.epoch(&id));
     let admit = memory.filter(|_| admission.on_put);
     let bytes = match admit {
         Some(memory) => memory.copy(&[chunk.bytes()]),
         None => Bytes::copy_from_slice(chunk.bytes()),
     };
     flight.publish(Ok(Filled::Bytes(bytes.clone())));
-    let stored = if origin.durable_fills() {
-        local.put(chunk).await
-    } else {
-        local.put_filled(chunk).await
-    };
+    // Asked for although stored (it could not be read): this copy replaces that one.
+    let replace = !check_stored;
+    let stored = local
+        .put_filled(chunk, replace, origin.durable_fills())
+        .await;
+    drop(slot);
     match stored {
         Ok(_) => match (admit, memory) {
             (Some(memory), _) => {

@@ -17,7 +17,6 @@
 use super::body::Body;
 use super::budget::{BudgetPermit, ConnShares};
 use super::context::CoreContext;
-use super::fill;
 use super::multipart;
 use super::reply::{Refusal, Reply, error, store_error};
 use crate::cache::memory::{Epoch, MemoryTier};
@@ -31,34 +30,23 @@ use http::{Response, StatusCode};
 
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-/// Answers a GET (or, with `head`, a HEAD) of chunk `id`: as stored, or, when the node
-/// does not hold it, filled from the origin (`fill`) or 404.
-pub async fn get<E: Engine>(
-    context: &CoreContext<E>,
-    local: &LocalStore<E>,
-    id: &ChunkId,
-    head: bool,
-    headers: &HeaderMap,
-    shares: &ConnShares,
-) -> Reply {
-    match stored(context, local, id, head, headers, shares).await {
-        Ok(reply) => reply,
-        Err(Missing) if context.node.origin.is_some() => {
-            fill::fill(context, id, head, headers, shares).await
-        }
-        Err(Missing) => not_found(),
-    }
+/// Why the stored chunk could not answer: a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// Not stored (or lost, or removed since it was looked up).
+    Absent,
+    /// Stored, but not readable now (fewer than k sound shards): reported only on a node
+    /// with an origin, which can fill it instead of a 503.
+    Unreadable,
 }
-
-/// The chunk is not stored here (or is lost): a miss.
-pub struct Missing;
 
 /// The 404 of a chunk neither stored nor at the origin.
 pub fn not_found() -> Reply {
     error(StatusCode::NOT_FOUND, "chunk not found").into()
 }
 
-/// The answer from the stored chunk, or `Missing`.
+/// The answer to a GET (or, with `head`, a HEAD) of chunk `id` from the stored chunk, or
+/// `Missing` (which `chunks` answers by a fill from the origin, or a 404).
 pub async fn stored<E: Engine>(
     context: &CoreContext<E>,
     local: &LocalStore<E>,
@@ -100,10 +88,16 @@ pub async fn stored<E: Engine>(
         Some(ranges) if ranges.len() == 1 => read_one(local, id, ranges[0], len_bytes).await,
         Some(ranges) => read_many(context, local, id, ranges, len_bytes).await,
     };
-    if let Err(StoreError::NotFound) = read {
-        // Removed (or found lost) since its length was looked up.
-        crate::metrics::lookup(false);
-        return Err(Missing);
+    match read {
+        Err(StoreError::NotFound) => {
+            // Removed (or found lost) since its length was looked up.
+            crate::metrics::lookup(false);
+            return Err(Missing::Absent);
+        }
+        Err(StoreError::Unreadable { .. }) if context.node.origin.is_some() => {
+            return Err(Missing::Unreadable);
+        }
+        _ => {}
     }
     Ok(answer(read, &etag, permit, true))
 }
@@ -197,7 +191,7 @@ fn stored_len<E: Engine>(
         Ok(None) => {
             crate::metrics::lookup(false);
             local.count_miss();
-            Err(Missing)
+            Err(Missing::Absent)
         }
         Err(failure) => Ok(Err(Box::new(store_error(failure)))),
     }

@@ -42,7 +42,7 @@ pub async fn put<E: Engine>(
     // checked against the id) before the 200, because answering first cuts the upload
     // off, and clients report the reset connection or stream as a failed PUT.
     if upload.waits_for_continue()
-        && let Some(answer) = already_stored(local, &id)
+        && let Some(answer) = already_stored(local, &id).await
     {
         return answer.into();
     }
@@ -92,11 +92,16 @@ pub async fn put<E: Engine>(
 /// The 200 for a chunk already stored (and not known lost: that one is received and
 /// stored again), or the store's failure; `None` to receive the body. The chunk is
 /// touched, as a PUT that stores it again would: a client putting an expired chunk is
-/// using it, so its deletion is cancelled (`store::refs`).
-fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
+/// using it, so its deletion is cancelled (`store::refs`). What is stored may be a fill
+/// from the origin not yet flushed: the 200 promises durability, so the devices are
+/// flushed first (`LocalStore::flush_written`; nothing to do when no write is pending).
+async fn already_stored<E: Engine>(local: &LocalStore<E>, id: &ChunkId) -> Option<Response<Body>> {
     match local.lookup(id) {
         Ok(Some(_)) if !local.is_lost(id) => {
             local.touch(id);
+            if let Err(failure) = local.flush_written().await {
+                return Some(store_error(failure));
+            }
             Some(json(
                 StatusCode::OK,
                 &serde_json::json!({ "id": id, "created": false }),

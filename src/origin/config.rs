@@ -36,6 +36,12 @@ pub struct OriginConfig {
     #[arg(long, env = "CHUNKD_ORIGIN_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub origin_connect_timeout: Duration,
 
+    /// Time one attempt may go without a byte from the origin — its response's headers,
+    /// or the next piece of its body — before it fails and is retried (within
+    /// --origin-timeout, which bounds the whole).
+    #[arg(long, env = "CHUNKD_ORIGIN_FIRST_BYTE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub origin_first_byte_timeout: Duration,
+
     /// Most origin fetches in flight on the node; more wait for a slot (within
     /// --origin-timeout, else 503). Concurrent misses of one chunk are one fetch.
     #[arg(long, env = "CHUNKD_ORIGIN_CONCURRENCY", default_value_t = 64)]
@@ -72,13 +78,36 @@ pub enum Location {
 }
 
 impl Location {
-    /// Where the origin keeps chunk `id` (for logs and error messages).
+    /// Where the origin keeps chunk `id` (for logs and error messages: without any
+    /// `user:password@` the URL carries).
     pub fn url_of(&self, id: &str) -> String {
         match self {
-            Location::Http { base } => format!("{base}{id}"),
+            Location::Http { base } => format!("{}{id}", self.redact(base)),
             Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}{id}"),
             Location::File { dir } => format!("file://{}", dir.join(id).display()),
         }
+    }
+}
+
+impl Location {
+    /// `text` without the `user:password@` of an http(s) origin's URL, wherever it
+    /// appears (error messages of the HTTP client quote the URL it was given).
+    pub fn redact(&self, text: &str) -> String {
+        match self.userinfo() {
+            Some(userinfo) => text.replace(userinfo, ""),
+            None => text.to_owned(),
+        }
+    }
+
+    /// The `user:password@` of an http(s) origin's URL, if it has one.
+    fn userinfo(&self) -> Option<&str> {
+        let Location::Http { base } = self else {
+            return None;
+        };
+        let start = base.find("://")? + 3;
+        let authority_end = base[start..].find('/').map_or(base.len(), |i| start + i);
+        let at = base[start..authority_end].rfind('@')? + start;
+        Some(&base[start..=at])
     }
 }
 
@@ -171,6 +200,13 @@ mod tests {
             Location::File {
                 dir: PathBuf::from("/var/chunks/")
             }
+        );
+        let secret = parse_location("http://user:s3cret@origin.example:8080/c/").unwrap();
+        assert_eq!(secret.url_of("x"), "http://origin.example:8080/c/x");
+        assert_eq!(secret.to_string(), "http://origin.example:8080/c/");
+        assert_eq!(
+            secret.redact("GET http://user:s3cret@origin.example:8080/c/x failed"),
+            "GET http://origin.example:8080/c/x failed"
         );
         for bad in [
             "ftp://x/",

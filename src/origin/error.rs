@@ -25,7 +25,8 @@ pub enum FillError {
     /// The origin answered with an error (a 5xx after the retries, a 403, a broken body).
     #[error("the origin failed for {url}: {detail}")]
     Failed { url: String, detail: String },
-    /// No fetch slot came free within `--origin-timeout` (`--origin-concurrency`).
+    /// No fetch slot came free within `--origin-timeout` (`--origin-concurrency`), or the
+    /// fetch timed out after waiting for its slot for half of that or more.
     #[error("too many origin fetches in flight; try again shortly")]
     Busy,
     /// The fill's leader ended without an outcome.

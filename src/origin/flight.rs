@@ -36,10 +36,19 @@ pub type Outcome = Result<Filled, FillError>;
 /// The future every request of a flight awaits.
 pub type Waiting = Shared<BoxFuture<'static, Outcome>>;
 
+/// A future that resolves when a flight ends (its leader dropped it: stored, or failed).
+pub type Settled = Shared<BoxFuture<'static, ()>>;
+
+/// A flight as the map holds it.
+struct Entry {
+    waiting: Waiting,
+    settled: Settled,
+}
+
 /// The chunks being filled now.
 #[derive(Default)]
 pub struct Flights {
-    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+    in_flight: Arc<Mutex<HashMap<ChunkId, Entry>>>,
 }
 
 /// What a request that missed does.
@@ -51,25 +60,45 @@ pub enum Joined {
 }
 
 impl Flights {
-    /// Joins the flight of `id`, or starts one (whose leader the caller becomes).
-    pub fn join(&self, id: &ChunkId) -> Joined {
+    /// Joins the flight of `id`, or starts one (whose leader the caller becomes) unless
+    /// `max` are in flight already (`None`).
+    pub fn join(&self, id: &ChunkId, max: usize) -> Option<Joined> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(waiting) = in_flight.get(id) {
-            return Joined::Waiter(waiting.clone());
+        if let Some(entry) = in_flight.get(id) {
+            return Some(Joined::Waiter(entry.waiting.clone()));
+        }
+        if in_flight.len() >= max {
+            return None;
         }
         let (sender, receiver) = oneshot::channel::<Outcome>();
         let waiting = receiver
             .map(|outcome| outcome.unwrap_or(Err(FillError::Abandoned)))
             .boxed()
             .shared();
-        in_flight.insert(*id, waiting.clone());
+        // Never sent on: the receiver resolves when the flight drops its sender.
+        let (ending, ended) = oneshot::channel::<()>();
+        let settled = ended.map(|_| ()).boxed().shared();
+        let entry = Entry {
+            waiting: waiting.clone(),
+            settled,
+        };
+        in_flight.insert(*id, entry);
         crate::metrics_origin::fills_in_flight(1.0);
-        Joined::Leader(Flight {
+        Some(Joined::Leader(Flight {
             id: *id,
             in_flight: self.in_flight.clone(),
             sender: Some(sender),
             waiting,
-        })
+            _ending: ending,
+        }))
+    }
+
+    /// Resolves when the flight of `id`, if any, has ended — its chunk stored or its
+    /// failure published — so that a DELETE is not undone by a fill's store landing
+    /// after it.
+    pub fn settled(&self, id: &ChunkId) -> Option<Settled> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.get(id).map(|entry| entry.settled.clone())
     }
 
     /// Flights now.
@@ -88,9 +117,11 @@ impl Flights {
 /// The leader's handle on a fill: publishing wakes the waiters; dropping ends the flight.
 pub struct Flight {
     id: ChunkId,
-    in_flight: Arc<Mutex<HashMap<ChunkId, Waiting>>>,
+    in_flight: Arc<Mutex<HashMap<ChunkId, Entry>>>,
     sender: Option<oneshot::Sender<Outcome>>,
     waiting: Waiting,
+    /// Dropped with the flight, which resolves its `Settled`.
+    _ending: oneshot::Sender<()>,
 }
 
 impl Flight {
@@ -134,33 +165,47 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_leaders_outcome_and_the_next_request_leads_anew() {
         let flights = Flights::default();
-        let Joined::Leader(mut flight) = flights.join(&id(1)) else {
+        let Some(Joined::Leader(mut flight)) = flights.join(&id(1), 2) else {
             panic!("the first request leads");
         };
-        let Joined::Waiter(waiter) = flights.join(&id(1)) else {
+        let Some(Joined::Waiter(waiter)) = flights.join(&id(1), 2) else {
             panic!("a second request waits");
         };
-        assert!(matches!(flights.join(&id(2)), Joined::Leader(_)));
+        let second = flights.join(&id(2), 2);
+        assert!(matches!(second, Some(Joined::Leader(_))));
+        assert!(
+            flights.join(&id(3), 2).is_none(),
+            "no third flight beyond the bound"
+        );
+        drop(second);
         let waiting = tokio::spawn(waiter);
         flight.publish(Ok(Filled::Bytes(Bytes::from_static(b"chunk"))));
         // Published, not yet dropped: a late request still joins, and gets it at once.
-        let Joined::Waiter(late) = flights.join(&id(1)) else {
+        let Some(Joined::Waiter(late)) = flights.join(&id(1), 2) else {
             panic!("the flight lasts until dropped");
         };
         for outcome in [waiting.await.unwrap(), late.await] {
             assert!(matches!(outcome, Ok(Filled::Bytes(b)) if b == "chunk"));
         }
+        let settled = flights
+            .settled(&id(1))
+            .expect("the flight lasts until dropped");
+        let settling = tokio::spawn(settled);
+        tokio::task::yield_now().await;
+        assert!(!settling.is_finished(), "settled only when the flight ends");
         drop(flight);
-        assert!(matches!(flights.join(&id(1)), Joined::Leader(_)));
+        settling.await.unwrap();
+        assert!(flights.settled(&id(1)).is_none());
+        assert!(matches!(flights.join(&id(1), 2), Some(Joined::Leader(_))));
     }
 
     #[tokio::test]
     async fn a_leader_gone_without_an_outcome_fails_its_waiters() {
         let flights = Flights::default();
-        let Joined::Leader(flight) = flights.join(&id(3)) else {
+        let Some(Joined::Leader(flight)) = flights.join(&id(3), 1) else {
             panic!("the first request leads");
         };
-        let Joined::Waiter(waiter) = flights.join(&id(3)) else {
+        let Some(Joined::Waiter(waiter)) = flights.join(&id(3), 1) else {
             panic!("a second request waits");
         };
         drop(flight);

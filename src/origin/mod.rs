@@ -33,11 +33,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::{Location, OriginConfig, parse_location};
 pub use error::FillError;
-pub use flight::{Filled, Flight, Flights, Joined, Outcome, Waiting};
+pub use flight::{Filled, Flight, Flights, Joined, Outcome, Settled, Waiting};
 use source::Source;
 
 use crate::chunk::ChunkId;
@@ -52,6 +52,18 @@ const RUNTIME_THREADS: usize = 2;
 /// some expire.
 const NOT_FOUND_MAX: usize = 100_000;
 
+/// Fills in flight (leading or queued for a fetch slot) per slot of
+/// `--origin-concurrency`: a miss beyond them is answered 503 at once. A fill's leader
+/// goes on when its client leaves, so without this bound a client sending misses of
+/// distinct ids and leaving could queue one task per request for `--origin-timeout`.
+const FLIGHTS_PER_SLOT: usize = 16;
+
+/// A verified chunk from the origin, with the fetch slot it holds until dropped.
+pub struct Fetched {
+    pub chunk: VerifiedChunk,
+    pub slot: OwnedSemaphorePermit,
+}
+
 /// The node's origin.
 pub struct Origin {
     source: Arc<Source>,
@@ -59,10 +71,12 @@ pub struct Origin {
     runtime: Option<tokio::runtime::Runtime>,
     slots: Arc<Semaphore>,
     flights: Flights,
+    /// Most flights at once (`FLIGHTS_PER_SLOT` per slot).
+    max_flights: usize,
     timeout: Duration,
     not_found_ttl: Duration,
     /// Chunks the origin lately said it does not have, and until when that is believed.
-    not_found: Mutex<HashMap<ChunkId, Instant>>,
+    not_found: Mutex<NotFound>,
     durable_fills: bool,
     /// Fetches started (each one origin request, its retries aside).
     fetches: AtomicU64,
@@ -95,9 +109,13 @@ impl Origin {
             runtime: Some(runtime),
             slots: Arc::new(Semaphore::new(config.origin_concurrency)),
             flights: Flights::default(),
+            max_flights: config.origin_concurrency.saturating_mul(FLIGHTS_PER_SLOT),
             timeout: config.origin_timeout,
             not_found_ttl: config.origin_not_found_ttl,
-            not_found: Mutex::new(HashMap::new()),
+            not_found: Mutex::new(NotFound {
+                entries: HashMap::new(),
+                pruned: Instant::now(),
+            }),
             durable_fills: config.origin_durable_fills,
             fetches: AtomicU64::new(0),
         }))
@@ -114,26 +132,35 @@ impl Origin {
     }
 
     /// What a request that missed `id` does: lead its fill or wait for the one in flight;
-    /// or `NotFound` at once when the origin said so within `--origin-not-found-ttl`.
+    /// or `NotFound` at once when the origin said so within `--origin-not-found-ttl`; or
+    /// `Busy` when as many fills are in flight as the node allows.
     pub fn join(&self, id: &ChunkId) -> Result<Joined, FillError> {
         if !self.not_found_ttl.is_zero() {
             let mut not_found = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
-            match not_found.get(id) {
+            match not_found.entries.get(id) {
                 Some(&until) if Instant::now() < until => {
                     crate::metrics_origin::not_found_cached();
                     return Err(FillError::NotFound);
                 }
                 Some(_) => {
-                    not_found.remove(id);
+                    not_found.entries.remove(id);
                 }
                 None => {}
             }
         }
-        let joined = self.flights.join(id);
-        if let Joined::Waiter(_) = joined {
-            crate::metrics_origin::coalesced();
+        let joined = self.flights.join(id, self.max_flights);
+        match &joined {
+            Some(Joined::Waiter(_)) => crate::metrics_origin::coalesced(),
+            Some(Joined::Leader(_)) => {}
+            None => crate::metrics_origin::too_many_fills(),
         }
-        Ok(joined)
+        joined.ok_or(FillError::Busy)
+    }
+
+    /// Resolves when the fill of `id` in flight, if any, has ended (see
+    /// [`Flights::settled`]).
+    pub fn settled(&self, id: &ChunkId) -> Option<Settled> {
+        self.flights.settled(id)
     }
 
     /// Fills in flight now.
@@ -147,8 +174,10 @@ impl Origin {
     }
 
     /// Fetches chunk `id` on the origin's runtime, waiting for a slot first; the verified
-    /// chunk, or why not, within `--origin-timeout` in all. Counted in the metrics.
-    pub async fn fetch(&self, id: ChunkId) -> Result<VerifiedChunk, FillError> {
+    /// chunk, or why not, within `--origin-timeout` in all. Counted in the metrics. The
+    /// chunk comes with its slot: the caller holds it until the chunk is stored, so at most
+    /// `--origin-concurrency` fetched chunks are held at once, however slow the stores.
+    pub async fn fetch(&self, id: ChunkId) -> Result<Fetched, FillError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let source = self.source.clone();
         let slots = self.slots.clone();
@@ -165,18 +194,24 @@ impl Origin {
                 crate::metrics_origin::fetched(Err(&FillError::Busy), started.elapsed());
                 return Err(FillError::Busy);
             };
+            let waited = started.elapsed();
             let fetched = tokio::time::timeout_at(deadline, source.fetch(&id))
                 .await
                 .unwrap_or_else(|_| {
+                    // A fetch that spent most of its time waiting for a slot timed out
+                    // because the node is at --origin-concurrency, not because the
+                    // origin is slow: the client should come back (503, Retry-After).
+                    if waited >= timeout / 2 {
+                        return Err(FillError::Busy);
+                    }
                     Err(FillError::Timeout {
                         url: source.url_of(&id),
                         timeout,
                     })
                 });
-            drop(slot);
             let len = fetched.as_ref().map(|c| c.bytes().len() as u64);
             crate::metrics_origin::fetched(len, started.elapsed());
-            fetched
+            fetched.map(|chunk| Fetched { chunk, slot })
         });
         let fetched = fetch.await.unwrap_or(Err(FillError::Abandoned));
         match &fetched {
@@ -198,11 +233,31 @@ impl Origin {
         let now = Instant::now();
         let mut not_found = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
         if not_found.len() >= NOT_FOUND_MAX {
-            not_found.retain(|_, until| *until > now);
+            // Pruned at most once a TTL (a full walk is about a millisecond, under the
+            // lock every miss takes); meanwhile a full memory remembers nothing more.
+            if not_found.pruned + self.not_found_ttl > now {
+                return;
+            }
+            not_found.entries.retain(|_, until| *until > now);
+            not_found.pruned = now;
         }
         if not_found.len() < NOT_FOUND_MAX {
-            not_found.insert(*id, now + self.not_found_ttl);
+            not_found.entries.insert(*id, now + self.not_found_ttl);
         }
+    }
+}
+
+/// The origin's remembered 404s.
+struct NotFound {
+    /// Chunk → until when its 404 is believed.
+    entries: HashMap<ChunkId, Instant>,
+    /// When expired entries were last removed.
+    pruned: Instant,
+}
+
+impl NotFound {
+    fn len(&self) -> usize {
+        self.entries.len()
     }
 }
 

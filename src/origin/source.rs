@@ -2,8 +2,9 @@
 //! requests), plain HTTP(S) GETs, or a local directory — and the fetch of one chunk from
 //! it into a [`ChunkBuffer`], verified before it is handed on.
 //!
-//! Timeouts nest: one connection attempt gets `--origin-connect-timeout`; a response that
-//! sends nothing (headers or body) for the rest of the fill's time fails its attempt;
+//! Timeouts nest: one connection attempt gets `--origin-connect-timeout`; an attempt that
+//! gets no byte (headers, or the body's next piece) for `--origin-first-byte-timeout`
+//! fails;
 //! `object_store` retries what may pass (connection errors, 5xx, 429) with exponential
 //! backoff and decorrelated jitter, GETs being idempotent; and the caller bounds the whole
 //! fill by `--origin-timeout` (`Origin::fetch`).
@@ -44,9 +45,10 @@ impl Source {
         max_chunk_bytes: u32,
     ) -> Result<Source, String> {
         let connect = config.origin_connect_timeout.min(config.origin_timeout);
+        let first_byte = config.origin_first_byte_timeout.min(config.origin_timeout);
         let options = ClientOptions::new()
             .with_connect_timeout(connect)
-            .with_read_timeout(config.origin_timeout)
+            .with_read_timeout(first_byte)
             .with_timeout(config.origin_timeout)
             .with_allow_http(true);
         let retry = RetryConfig {
@@ -143,7 +145,7 @@ impl Source {
         if matches!(error, object_store::Error::NotFound { .. }) {
             return FillError::NotFound;
         }
-        let detail = error.to_string();
+        let detail = self.location.redact(&error.to_string());
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(cause) = source {
             if let Some(http) = cause.downcast_ref::<object_store::client::HttpError>() {

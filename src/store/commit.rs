@@ -72,6 +72,10 @@ pub(super) enum Request {
     /// Record the devices that went offline for refill (no reply: every batch does it
     /// first; this only wakes the thread).
     RecordRefills,
+    /// Flush every device written since its last flush (`LocalStore::flush_written`).
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Manifests and GC (see `commit_refs`): after the batch's chunk changes, in order.
     Refs(RefsRequest),
 }
@@ -98,16 +102,21 @@ pub(super) fn spawn<E: Engine>(
 fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     let now = Instant::now();
     let mut refs = Vec::new();
+    let mut flushes = Vec::new();
     let mut chunks = Vec::with_capacity(batch.len());
     for request in batch {
         match request {
             Request::RecordRefills => {}
             Request::Refs(request) => refs.push(request),
+            Request::Flush { reply } => flushes.push(reply),
             other => chunks.push(other),
         }
     }
     let batch = chunks;
     if batch.is_empty() {
+        if !flushes.is_empty() {
+            answer_flushes(flushes, flush_devices(shared).err());
+        }
         shared.record_refills();
         commit_refs::handle(shared, refs);
         return;
@@ -117,14 +126,16 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
     counters
         .commit_requests
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    let flush = batch
-        .iter()
-        .any(|r| matches!(r, Request::Insert { flush: true, .. }));
+    let flush = !flushes.is_empty()
+        || batch
+            .iter()
+            .any(|r| matches!(r, Request::Insert { flush: true, .. }));
     let flush_error = if flush {
         flush_devices(shared).err()
     } else {
         None
     };
+    answer_flushes(flushes, flush_error.clone());
     let flushed = Instant::now();
     counters
         .commit_flush_us
@@ -150,7 +161,7 @@ fn commit_batch<E: Engine>(shared: &Shared<E>, batch: Vec<Request>) {
             Request::Evict {
                 key, generation, ..
             } => Some(Change::Evict(*key, *generation)),
-            Request::RecordRefills | Request::Refs(_) => None,
+            Request::RecordRefills | Request::Refs(_) | Request::Flush { .. } => None,
         })
         .collect();
     let committed = shared.catalog.commit(&changes, shared.ref_rules());
@@ -226,7 +237,17 @@ fn finish<E: Engine>(shared: &Shared<E>, request: Request, outcome: Result<Appli
             }
             let _ = reply.send(outcome);
         }
-        Request::RecordRefills | Request::Refs(_) => {}
+        Request::RecordRefills | Request::Refs(_) | Request::Flush { .. } => {}
+    }
+}
+
+/// Answers the batch's flush requests with the flush's outcome.
+fn answer_flushes(flushes: Vec<oneshot::Sender<Result<(), StoreError>>>, error: Option<String>) {
+    for reply in flushes {
+        let _ = reply.send(match &error {
+            Some(error) => Err(StoreError::Io(error.clone())),
+            None => Ok(()),
+        });
     }
 }
 

@@ -35,7 +35,7 @@ pub enum PutOutcome {
 impl<E: Engine> LocalStore<E> {
     /// Stores `chunk` durably. Returns once it would survive a crash.
     pub async fn put(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
-        self.insert(chunk, true).await
+        self.insert(chunk, true, false).await
     }
 
     /// Stores `chunk` filled from an origin: as [`LocalStore::put`], but its commit does
@@ -43,13 +43,49 @@ impl<E: Engine> LocalStore<E> {
     /// being killed — its shards are in the kernel's hands and its record committed — but
     /// a power loss before the devices' next flush may lose it: its shards then fail
     /// verification when read, so it is treated as lost (a miss, filled again), never
-    /// served wrong.
-    pub async fn put_filled(&self, chunk: VerifiedChunk) -> Result<PutOutcome, StoreError> {
-        self.insert(chunk, false).await
+    /// served wrong. With `replace`, a stored copy of it — one that could not be read, so
+    /// the fill was asked for — is removed and this one stored in its place. With `flush`
+    /// (`--origin-durable-fills`) it waits for the flush as a PUT does.
+    pub async fn put_filled(
+        &self,
+        chunk: VerifiedChunk,
+        replace: bool,
+        flush: bool,
+    ) -> Result<PutOutcome, StoreError> {
+        self.insert(chunk, flush, replace).await
     }
 
-    /// Stores `chunk`; with `flush`, only once the devices are flushed.
-    async fn insert(&self, chunk: VerifiedChunk, flush: bool) -> Result<PutOutcome, StoreError> {
+    /// Makes every completed shard write durable: flushes the devices written since their
+    /// last flush (fills write without one), through the commit thread; nothing when no
+    /// device has writes pending. A durable PUT answered "already stored" calls this, since
+    /// what it found may be an unflushed fill.
+    pub async fn flush_written(&self) -> Result<(), StoreError> {
+        let shared = &*self.shared;
+        if !shared
+            .devices
+            .iter()
+            .any(|d| d.dirty.load(Ordering::Acquire))
+        {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.store
+            .commits()
+            .send(Request::Flush { reply })
+            .map_err(|_| StoreError::Catalog("the commit thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Catalog("the commit thread dropped a request".into()))?
+    }
+
+    /// Stores `chunk`; with `flush`, only once the devices are flushed; with `replace`,
+    /// in place of a stored copy.
+    async fn insert(
+        &self,
+        chunk: VerifiedChunk,
+        flush: bool,
+        replace: bool,
+    ) -> Result<PutOutcome, StoreError> {
         let shared = &*self.shared;
         if shared.index.get(key_of(chunk.id())).is_some() {
             match shared.catalog.get(chunk.id())? {
@@ -59,13 +95,18 @@ impl<E: Engine> LocalStore<E> {
                 // the prefix in its transaction, after any removal before it): store it
                 // as new. Answering 409 here refused PUTs racing a sweep of their chunk.
                 None => {}
-                Some(_) if !lock(&shared.unrecoverable).contains(chunk.id()) => {
+                Some(_) if !replace && !lock(&shared.unrecoverable).contains(chunk.id()) => {
                     // A PUT of an expired chunk uses it as a read does.
                     self.touch(chunk.id());
+                    if flush {
+                        // What is stored may be a fill, not yet flushed.
+                        self.flush_written().await?;
+                    }
                     return Ok(PutOutcome::AlreadyPresent);
                 }
-                // Known lost: forget the broken copy — only the copy seen here, never one a
-                // concurrent PUT has just stored — then store this one as new.
+                // Known lost, or unreadable and replaced by a fill: forget the broken copy —
+                // only the copy seen here, never one a concurrent PUT has just stored —
+                // then store this one as new.
                 Some(broken) => {
                     self.remove(chunk.id(), Some(broken.generation)).await?;
                     lock(&shared.unrecoverable).remove(chunk.id());

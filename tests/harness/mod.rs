@@ -1,7 +1,8 @@
 //! The harness of the HTTP tests: runs the real `chunkd serve` binary on a free port with
 //! small file devices, and talks to it as clients do — a raw HTTP/1.1 client over
 //! `std::net::TcpStream` (full control of the bytes, for bad input too) and `curl` — with
-//! parsers for what comes back (responses, `multipart/byteranges`, Prometheus text).
+//! parsers for what comes back (responses, `multipart/byteranges`, Prometheus text) —
+//! and the origins a node fills its misses from: a test HTTP origin and moto's S3 server.
 //!
 //! Every server is killed when its [`Server`] is dropped, so a failing test leaks no
 //! process; its log is printed when the test panics.
@@ -15,7 +16,9 @@
 mod client;
 mod curl;
 mod exposition;
+mod moto;
 mod multipart;
+mod origin_http;
 mod prometheus;
 mod response;
 #[path = "../common/seeded.rs"]
@@ -34,7 +37,11 @@ pub use curl::{CurlResponse, curl, tool_or_skip};
 #[allow(unused_imports)]
 pub use exposition::metric;
 #[allow(unused_imports)]
+pub use moto::{MOTO_ENV, Moto, moto_or_skip};
+#[allow(unused_imports)]
 pub use multipart::{Part, check_parts, parse_multipart};
+#[allow(unused_imports)]
+pub use origin_http::{Behaviour, HttpOrigin};
 #[allow(unused_imports)]
 pub use prometheus::{metrics, wait_for_metric};
 #[allow(unused_imports)]

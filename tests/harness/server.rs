@@ -59,7 +59,9 @@ pub struct Launch {
     /// Arguments after the data directory and devices. The harness's own defaults
     /// (`--cores 2`, `--header-read-timeout 2s`) are left out when these set them.
     pub args: Vec<String>,
-    /// Extra `CHUNKD_*` environment variables (all others are removed).
+    /// Environment variables for the server: `CHUNKD_*` settings, and others such as the
+    /// `AWS_*` ones an S3 origin reads. The test process's own `CHUNKD_*` and `AWS_*`
+    /// variables are not passed on; the rest of its environment is.
     pub env: Vec<(String, String)>,
     /// Address to listen on; `127.0.0.1:0` if `None`.
     pub listen: Option<String>,
@@ -96,8 +98,9 @@ pub fn binary() -> &'static str {
 }
 
 /// The `chunkd serve` command for `launch` on `data`, with the test defaults (two cores,
-/// a 2 s header read timeout) where `launch` does not set them, and no `CHUNKD_*`
-/// variables from the environment the tests run in.
+/// a 2 s header read timeout) where `launch` does not set them, and no `CHUNKD_*` or
+/// `AWS_*` variables from the environment the tests run in (a developer's AWS profile or
+/// endpoint must not reach an origin under test).
 pub fn serve_command(data: &DataDir, launch: &Launch) -> Command {
     let mut command = Command::new(binary());
     command.arg("serve");
@@ -118,7 +121,8 @@ pub fn serve_command(data: &DataDir, launch: &Launch) -> Command {
     }
     command.args(&launch.args);
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CHUNKD_") {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("CHUNKD_") || key_text.starts_with("AWS_") {
             command.env_remove(key);
         }
     }
