@@ -51,7 +51,7 @@ and prints medians and per-round ratios: cold/direct (target >= 0.8) and hot chu
 
   --chunks N            distinct chunks measured (default $CHUNKS = $((CHUNKS * CHUNK_BYTES >> 20)) MiB)
   --rounds N            rounds, each with a fresh chunkd node (default $ROUNDS)
-  --hot-repeat N        requests per id in each hot pass (default $HOT_REPEAT)
+  --hot-repeat N        requests per id in the hot-full pass, 8x that in hot-range (default $HOT_REPEAT)
   --threads N           wrk threads (default $THREADS)
   --connections N       wrk connections (default $CONNECTIONS)
   --port P              chunkd port; the nginx origin uses P+1 (default $PORT)
