@@ -111,9 +111,14 @@ async fn lead<E: Engine>(
     let admission = node.config.memory_admission;
     // The fetch slot comes with the chunk and is held until it is stored: at most
     // --origin-concurrency fetched chunks are held at once, however slow the stores.
-    let Fetched { chunk, slot } = match origin.fetch(id).await {
+    // The buffer comes from this core's pool and returns to it when the chunk has been
+    // written (or the fetch did not use it): buffers carved on the origin's threads and
+    // freed here were fresh pages every time, which the kernel zeroes — over half the
+    // node's CPU in a run of cold misses.
+    let Fetched { chunk, slot } = match origin.fetch(id, local.fill_buffer()).await {
         Ok(fetched) => fetched,
-        Err(failure) => {
+        Err((failure, unused)) => {
+            drop(unused);
             flight.publish(Err(failure));
             return;
         }

@@ -42,7 +42,7 @@ use source::Source;
 
 use crate::chunk::ChunkId;
 use crate::erasure::Scheme;
-use crate::store::VerifiedChunk;
+use crate::store::{AlignedBuf, VerifiedChunk};
 
 /// Threads of the origin's runtime: fetches are network waits and a hash each, so two
 /// keep a 2-core node's origin traffic moving without taking the cores' place.
@@ -177,7 +177,13 @@ impl Origin {
     /// chunk, or why not, within `--origin-timeout` in all. Counted in the metrics. The
     /// chunk comes with its slot: the caller holds it until the chunk is stored, so at most
     /// `--origin-concurrency` fetched chunks are held at once, however slow the stores.
-    pub async fn fetch(&self, id: ChunkId) -> Result<Fetched, FillError> {
+    /// The chunk is received into `buffer` (`LocalStore::fill_buffer`, from the calling
+    /// core's pool), which comes back with a failure when the fetch did not use it.
+    pub async fn fetch(
+        &self,
+        id: ChunkId,
+        buffer: AlignedBuf,
+    ) -> Result<Fetched, (FillError, Option<AlignedBuf>)> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let source = self.source.clone();
         let slots = self.slots.clone();
@@ -187,15 +193,16 @@ impl Origin {
             .as_ref()
             .expect("the runtime lives as long as the origin");
         let fetch = runtime.spawn(async move {
+            let mut buffer = Some(buffer);
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
             let Ok(Ok(slot)) = tokio::time::timeout_at(deadline, slots.acquire_owned()).await
             else {
                 crate::metrics_origin::fetched(Err(&FillError::Busy), started.elapsed());
-                return Err(FillError::Busy);
+                return Err((FillError::Busy, buffer));
             };
             let waited = started.elapsed();
-            let fetched = tokio::time::timeout_at(deadline, source.fetch(&id))
+            let fetched = tokio::time::timeout_at(deadline, source.fetch(&id, &mut buffer))
                 .await
                 .unwrap_or_else(|_| {
                     // A fetch that spent most of its time waiting for a slot timed out
@@ -211,16 +218,19 @@ impl Origin {
                 });
             let len = fetched.as_ref().map(|c| c.bytes().len() as u64);
             crate::metrics_origin::fetched(len, started.elapsed());
-            fetched.map(|chunk| Fetched { chunk, slot })
+            match fetched {
+                Ok(chunk) => Ok(Fetched { chunk, slot }),
+                Err(error) => Err((error, buffer)),
+            }
         });
-        let fetched = fetch.await.unwrap_or(Err(FillError::Abandoned));
+        let fetched = fetch.await.unwrap_or(Err((FillError::Abandoned, None)));
         match &fetched {
-            Err(FillError::NotFound) => self.remember_not_found(&id),
-            Err(mismatch @ FillError::Mismatch { .. }) => {
+            Err((FillError::NotFound, _)) => self.remember_not_found(&id),
+            Err((mismatch @ FillError::Mismatch { .. }, _)) => {
                 tracing::warn!(%id, error = %mismatch, "origin sent wrong bytes; nothing stored");
             }
-            Err(FillError::Busy) => {}
-            Err(error) => tracing::warn!(%id, %error, "fill from the origin failed"),
+            Err((FillError::Busy, _)) => {}
+            Err((error, _)) => tracing::warn!(%id, %error, "fill from the origin failed"),
             Ok(_) => {}
         }
         fetched

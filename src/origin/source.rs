@@ -23,7 +23,7 @@ use super::config::{Location, OriginConfig};
 use super::error::FillError;
 use crate::chunk::ChunkId;
 use crate::erasure::Scheme;
-use crate::store::{ChunkBuffer, VerifiedChunk};
+use crate::store::{AlignedBuf, ChunkBuffer, VerifiedChunk};
 
 /// An origin, ready to fetch from.
 pub struct Source {
@@ -106,9 +106,15 @@ impl Source {
         self.location.url_of(&id.to_string())
     }
 
-    /// Fetches chunk `id` whole and verifies it: its bytes hash to `id` and fit
-    /// `--max-chunk-bytes`. Nothing unverified leaves this function.
-    pub async fn fetch(&self, id: &ChunkId) -> Result<VerifiedChunk, FillError> {
+    /// Fetches chunk `id` whole into `buffer` (of [`ChunkBuffer::buffer_len_bytes`]) and
+    /// verifies it: its bytes hash to `id` and fit `--max-chunk-bytes`. Nothing unverified
+    /// leaves this function. The buffer is taken once the origin has answered with a
+    /// length (left for the caller when it did not).
+    pub async fn fetch(
+        &self,
+        id: &ChunkId,
+        buffer: &mut Option<AlignedBuf>,
+    ) -> Result<VerifiedChunk, FillError> {
         let url = self.url_of(id);
         let path = match &self.location {
             Location::S3 { prefix, .. } => Path::from(format!("{prefix}{id}")),
@@ -130,7 +136,8 @@ impl Source {
                 self.max_chunk_bytes
             )));
         }
-        let mut buffer = ChunkBuffer::new(len_bytes, self.scheme, self.max_chunk_bytes)
+        let into = buffer.take().expect("one buffer a fetch");
+        let mut buffer = ChunkBuffer::in_buffer(into, len_bytes, self.scheme, self.max_chunk_bytes)
             .map_err(|e| mismatch(e.to_string()))?;
         let mut body = result.into_stream();
         while let Some(bytes) = body.next().await {

@@ -36,6 +36,27 @@ pub enum FinishError {
 impl ChunkBuffer {
     /// A buffer for a chunk of exactly `len_bytes` under `scheme`, at most `max_bytes`.
     pub fn new(len_bytes: u64, scheme: Scheme, max_bytes: u32) -> Result<ChunkBuffer, StoreError> {
+        let padded = Layout::new(scheme, len_bytes.min(u64::from(max_bytes))).padded_len_bytes();
+        ChunkBuffer::in_buffer(AlignedBuf::scratch(padded), len_bytes, scheme, max_bytes)
+    }
+
+    /// Bytes a buffer must have to receive any chunk of at most `max_bytes` under
+    /// `scheme` (see [`ChunkBuffer::in_buffer`]).
+    pub fn buffer_len_bytes(scheme: Scheme, max_bytes: u32) -> usize {
+        Layout::new(scheme, u64::from(max_bytes)).padded_len_bytes()
+    }
+
+    /// As [`ChunkBuffer::new`], in `buf` (recycled: its old bytes are overwritten by the
+    /// chunk, the padding after it zeroed), which must be at least the chunk's padded
+    /// length: a buffer of [`ChunkBuffer::buffer_len_bytes`] takes any chunk. A fill takes
+    /// its buffer from the core that will store and free it, so buffers stay in that
+    /// core's pool instead of being carved afresh on the fetching thread.
+    pub fn in_buffer(
+        mut buf: AlignedBuf,
+        len_bytes: u64,
+        scheme: Scheme,
+        max_bytes: u32,
+    ) -> Result<ChunkBuffer, StoreError> {
         if len_bytes > u64::from(max_bytes) {
             return Err(StoreError::TooLarge {
                 len_bytes,
@@ -43,8 +64,16 @@ impl ChunkBuffer {
             });
         }
         let layout = Layout::new(scheme, len_bytes);
+        let padded = layout.padded_len_bytes();
+        assert!(
+            buf.len() >= padded,
+            "a buffer of {} bytes for a chunk of {len_bytes} padded to {padded}",
+            buf.len()
+        );
+        // The chunk's bytes overwrite [0, len); the rest of its data shards is zeros.
+        buf[len_bytes as usize..padded].fill(0);
         Ok(ChunkBuffer {
-            buf: AlignedBuf::zeroed(layout.padded_len_bytes()),
+            buf,
             layout,
             filled_bytes: 0,
             hasher: blake3::Hasher::new(),

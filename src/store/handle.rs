@@ -299,6 +299,17 @@ impl<E: Engine> LocalStore<E> {
         ChunkBuffer::new(len_bytes, config.scheme, config.max_chunk_bytes)
     }
 
+    /// An I/O buffer from this thread's pool that can receive any chunk (see
+    /// [`ChunkBuffer::in_buffer`]): for a fill, whose length is known only once the origin
+    /// answers, on another thread.
+    pub fn fill_buffer(&self) -> AlignedBuf {
+        let config = &self.shared.config;
+        AlignedBuf::scratch(ChunkBuffer::buffer_len_bytes(
+            config.scheme,
+            config.max_chunk_bytes,
+        ))
+    }
+
     /// Counts a failure of `device` on this core (see [`Shared::device_failed`]); when it
     /// takes the device offline, asks the commit thread to record it for refill (this
     /// core does not block on the catalog).
