@@ -103,9 +103,8 @@ while (($#)); do
   shift
 done
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+# shellcheck source=tuning/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"     # log, die, is_int, stop_pid, run_child
 for v in CHUNKS ROUNDS DURATION WARMUP THREADS CONNECTIONS PORT CHUNKD_CORES NGINX_WORKERS; do
   is_int "${!v}" || die "--${v,,} must be a whole number (got '${!v}')"
 done
@@ -165,17 +164,6 @@ for awk_needed in awk sort split head; do command -v "$awk_needed" >/dev/null ||
 
 # ---------------------------------------------------------------------------- cleanup
 WORK=""; CHUNKD_PID=""; NGINX_PIDS=(); CUR_PID=""
-stop_pid() { # pid, first signal, seconds to wait before SIGKILL
-  local pid=$1 sig=$2 wait_s=$3 i
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for ((i = 0; i < wait_s * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    [[ $sig == TERM ]] && kill -TERM "$pid" 2>/dev/null && sleep 0.5  # chunkd: 2nd signal = now
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -193,14 +181,6 @@ trap cleanup EXIT
 exec 9>&2
 trap 'echo "interrupted: stopping chunkd, nginx and the load, removing the scratch directory" >&9; exit 130' INT TERM
 
-# Runs a command in the background and waits, so that a signal is handled at once.
-run_child() {
-  local rc=0
-  "$@" & CUR_PID=$!
-  wait "$CUR_PID" || rc=$?
-  CUR_PID=""
-  return "$rc"
-}
 
 # A server already on one of the ports would be measured instead of ours (chunkd binds
 # with SO_REUSEPORT, so it would even share a port with another chunkd).

@@ -68,14 +68,7 @@ impl<E: Engine> LocalStore<E> {
         {
             return Ok(());
         }
-        let (reply, answer) = oneshot::channel();
-        self.store
-            .commits()
-            .send(Request::Flush { reply })
-            .map_err(|_| StoreError::Catalog("the commit thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Catalog("the commit thread dropped a request".into()))?
+        self.ask_commit(|reply| Request::Flush { reply }).await
     }
 
     /// Stores `chunk`; with `flush`, only once the devices are flushed; with `replace`,
@@ -188,6 +181,15 @@ impl<E: Engine> LocalStore<E> {
 
     /// Sends a request to the commit thread and waits for its answer.
     async fn commit(&self, request: impl FnOnce(Reply) -> Request) -> Result<Applied, StoreError> {
+        self.ask_commit(request).await
+    }
+
+    /// Sends the commit thread the request `request` makes with a reply channel, and waits
+    /// for the answer on it.
+    async fn ask_commit<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let request = request(reply);
         self.store
