@@ -37,7 +37,7 @@ const OUTCOMES: [&str; 7] = [
 pub fn describe() {
     describe_counter!(
         REQUESTS,
-        "Origin fetches by outcome: filled, not_found, mismatch (bytes not hashing to the id; nothing stored), timeout, unreachable, error, busy (no fetch slot within --origin-timeout, most of it spent waiting for one, or too many fills queued: not sent to the origin). A fetch's retries are inside it; concurrent misses of one chunk are one fetch."
+        "Origin fetches by outcome: filled, not_found, mismatch (bytes not hashing to the id; nothing stored), timeout, unreachable, error, busy (the node's limit: no fetch slot within --origin-timeout, a timeout after waiting half of it or more for one, or too many fills queued). A fetch's retries are inside it; concurrent misses of one chunk are one fetch."
     );
     describe_counter!(
         BYTES,

@@ -332,10 +332,12 @@ fn a_fill_that_waited_for_a_fetch_slot_until_too_late_is_a_503() {
         [(503, Some("1".to_owned())), (504, None)],
         "one fill timed out at the origin, the other waited for the slot"
     );
-    assert_eq!(
-        origin.total_requests(),
-        1,
-        "only the slot holder reached the origin"
+    // The waiter gets the slot when the holder times out, with moments of its own time
+    // left: its request may or may not reach the origin before it times out in turn.
+    let asked = origin.total_requests();
+    assert!(
+        (1..=2).contains(&asked),
+        "{asked} origin requests for two fills"
     );
     assert_outcomes(addr, "busy", 1);
     assert_outcomes(addr, "timeout", 1);
