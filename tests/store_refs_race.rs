@@ -685,15 +685,11 @@ fn concurrent_work(
 #[test]
 fn concurrent_manifest_work_leaves_memory_equal_to_what_a_restart_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SimEngine::new(SEED ^ 0xc0);
-    let clock = GcClock::manual(1_700_000_000_000);
-    let cfg = concurrent_store(dir.path(), &clock);
-    let pool = concurrent_pool(SEED ^ 0xc0);
-    let (store, _) = Store::open(cfg.clone(), &engine).unwrap();
-    concurrent_work(&store, &clock, &pool, SEED ^ 0xc0);
+    let worked = after_concurrent_work(dir.path(), SEED ^ 0xc0);
+    let (store, pool) = (worked.store, worked.pool);
     let before = settled_view(&store, &pool);
     drop(store);
-    let (store, _) = Store::open(cfg, &engine).unwrap();
+    let (store, _) = Store::open(worked.config, &worked.engine).unwrap();
     let after = settled_view(&store, &pool);
     assert_eq!(
         before.states, after.states,
@@ -712,12 +708,9 @@ fn concurrent_manifest_work_leaves_memory_equal_to_what_a_restart_loads() {
 #[test]
 fn concurrent_manifest_work_leaves_eviction_able_to_make_room() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SimEngine::new(SEED ^ 0xc1);
-    let clock = GcClock::manual(1_700_000_000_000);
-    let pool = concurrent_pool(SEED ^ 0xc1);
-    let (store, _) = Store::open(concurrent_store(dir.path(), &clock), &engine).unwrap();
-    concurrent_work(&store, &clock, &pool, SEED ^ 0xc1);
-    let view = settled_view(&store, &pool);
+    let worked = after_concurrent_work(dir.path(), SEED ^ 0xc1);
+    let (store, pool) = (&worked.store, &worked.pool);
+    let view = settled_view(store, pool);
     let capacity = store.capacity().total_bytes;
     run(async {
         let local = store.local().unwrap();
@@ -744,6 +737,29 @@ fn concurrent_manifest_work_leaves_eviction_able_to_make_room() {
         (view.stats[4], view.stats[5]),
         "pinned chunks survive the fill: {stats:?}"
     );
+}
+
+/// A store in `dir` after [`concurrent_work`] seeded by `seed`, with what reopens it.
+struct Worked {
+    store: Store<SimEngine>,
+    pool: Vec<(ChunkId, Vec<u8>)>,
+    engine: SimEngine,
+    config: chunkd::store::StoreConfig,
+}
+
+fn after_concurrent_work(dir: &std::path::Path, seed: u64) -> Worked {
+    let engine = SimEngine::new(seed);
+    let clock = GcClock::manual(1_700_000_000_000);
+    let config = concurrent_store(dir, &clock);
+    let pool = concurrent_pool(seed);
+    let (store, _) = Store::open(config.clone(), &engine).unwrap();
+    concurrent_work(&store, &clock, &pool, seed);
+    Worked {
+        store,
+        pool,
+        engine,
+        config,
+    }
 }
 
 /// What a quiet store says about the pool, after checking it against its manifests.

@@ -1,6 +1,6 @@
 # lib.sh — what the tuning scripts share (sourced by nginx_vs_chunkd.sh and
-# origin_vs_nginx.sh): messages, checks, stopping a process by id, and running a child
-# so that a signal is handled at once.
+# origin_vs_nginx.sh): messages, checks, stopping a process by id, running a child so
+# that a signal is handled at once, free ports and the scratch directory.
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -26,4 +26,27 @@ run_child() {
   wait "$CUR_PID" || rc=$?
   CUR_PID=""
   return "$rc"
+}
+
+# Dies when something listens on a port from FIRST to LAST: a server already there would be
+# measured instead of ours (chunkd binds with SO_REUSEPORT, so it would even share a port
+# with another chunkd).
+ports_free() { # first last
+  local p
+  for ((p = $1; p <= $2; p++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use: choose another --port"; fi
+  done
+}
+
+# Makes a scratch directory NAME.XXXXXX under PARENT, which must be on a disk (chunkd's
+# devices live there), and prints its path. Call as WORK=$(scratch_dir …) || exit 1: a die
+# here ends only the command substitution.
+scratch_dir() { # parent name
+  local fstype work
+  mkdir -p "$1"
+  fstype=$(df -PT "$1" | awk 'NR == 2 { print $2 }')
+  case $fstype in tmpfs|ramfs) die "$1 is $fstype: the scratch directory must be on a disk, as chunkd's devices and the data live there (use --work-dir)" ;; esac
+  work=$(mktemp -d "$1/$2.XXXXXX")
+  chmod 755 "$work"
+  echo "$work"
 }

@@ -104,7 +104,7 @@ while (($#)); do
 done
 
 # shellcheck source=tuning/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"     # log, die, is_int, stop_pid, run_child
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"     # log, die, is_int, stop_pid, run_child, ports_free, scratch_dir
 for v in CHUNKS ROUNDS DURATION WARMUP THREADS CONNECTIONS PORT CHUNKD_CORES NGINX_WORKERS; do
   is_int "${!v}" || die "--${v,,} must be a whole number (got '${!v}')"
 done
@@ -182,22 +182,14 @@ exec 9>&2
 trap 'echo "interrupted: stopping chunkd, nginx and the load, removing the scratch directory" >&9; exit 130' INT TERM
 
 
-# A server already on one of the ports would be measured instead of ours (chunkd binds
-# with SO_REUSEPORT, so it would even share a port with another chunkd).
-for ((p = PORT; p <= PORT + 3; p++)); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use: choose another --port"; fi
-done
+ports_free "$PORT" $((PORT + 3))
 
 if has fio "$CONTESTANTS"; then
   reserve_huge_pages || log "WARNING: no huge pages for fio's buffers: its figures are on 4 KiB pages, and chunkd/fio ratios favour chunkd"
 fi
 
 # ---------------------------------------------------------------------------- scratch
-mkdir -p "$WORK_PARENT"
-fstype=$(df -PT "$WORK_PARENT" | awk 'NR == 2 { print $2 }')
-case $fstype in tmpfs|ramfs) die "$WORK_PARENT is $fstype: the data must be on the disk (use --work-dir)" ;; esac
-WORK=$(mktemp -d "$WORK_PARENT/nginx_vs_chunkd.XXXXXX")
-chmod 755 "$WORK"
+WORK=$(scratch_dir "$WORK_PARENT" nginx_vs_chunkd) || exit 1
 ROOT=$WORK/www                  # nginx root: $ROOT/v1/chunks/{id}
 DATA=$WORK/chunkd               # chunkd data dir; devices in $DATA/devices/dev*
 NGX=$WORK/nginx

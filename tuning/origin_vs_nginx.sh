@@ -101,7 +101,7 @@ while (($#)); do
 done
 
 # shellcheck source=tuning/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"     # log, die, is_int, stop_pid, run_child
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"     # log, die, is_int, stop_pid, run_child, ports_free, scratch_dir
 for v in CHUNKS ROUNDS HOT_REPEAT THREADS CONNECTIONS PORT CHUNKD_CORES NGINX_WORKERS PASS_TIMEOUT VERIFY_SAMPLES; do
   flag=${v,,}; is_int "${!v}" || die "--${flag//_/-} must be a whole number (got '${!v}')"
 done
@@ -153,18 +153,10 @@ exec 9>&2
 trap 'echo "interrupted: stopping chunkd, nginx and the load, removing the scratch directory" >&9; exit 130' INT TERM
 
 
-# A server already on one of the ports would be measured instead of ours (chunkd binds
-# with SO_REUSEPORT, so it would even share a port with another chunkd).
-for ((p = PORT; p <= PORT + 1; p++)); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is in use: choose another --port"; fi
-done
+ports_free "$PORT" $((PORT + 1))
 
 # ---------------------------------------------------------------------------- scratch
-mkdir -p "$WORK_PARENT"
-fstype=$(df -PT "$WORK_PARENT" | awk 'NR == 2 { print $2 }')
-case $fstype in tmpfs|ramfs) die "$WORK_PARENT is $fstype: chunkd's devices must be on a disk (use --work-dir)" ;; esac
-WORK=$(mktemp -d "$WORK_PARENT/origin_vs_nginx.XXXXXX")
-chmod 755 "$WORK"
+WORK=$(scratch_dir "$WORK_PARENT" origin_vs_nginx) || exit 1
 ROOT=$WORK/www                  # nginx root: $ROOT/chunks/{id}
 NGX=$WORK/nginx
 RES=$WORK/results.tsv           # pass contestant round req/s bytes/s p50_us p99_us errors note

@@ -67,7 +67,6 @@ pub struct Fetched {
 /// The node's origin.
 pub struct Origin {
     source: Arc<Source>,
-    location: Location,
     runtime: Option<tokio::runtime::Runtime>,
     slots: Arc<Semaphore>,
     flights: Flights,
@@ -96,7 +95,7 @@ impl Origin {
         if config.origin_concurrency == 0 {
             return Err("--origin-concurrency must be at least 1".into());
         }
-        let source = Source::new(config, location.clone(), scheme, max_chunk_bytes)?;
+        let source = Source::new(config, location, scheme, max_chunk_bytes)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
             .thread_name("chunkd-origin")
@@ -105,7 +104,6 @@ impl Origin {
             .map_err(|e| format!("starting the origin's threads: {e}"))?;
         Ok(Some(Origin {
             source: Arc::new(source),
-            location,
             runtime: Some(runtime),
             slots: Arc::new(Semaphore::new(config.origin_concurrency)),
             flights: Flights::default(),
@@ -123,7 +121,7 @@ impl Origin {
 
     /// Where misses are filled from.
     pub fn location(&self) -> &Location {
-        &self.location
+        self.source.location()
     }
 
     /// Whether fills wait for a device flush (`--origin-durable-fills`).
@@ -242,7 +240,7 @@ impl Origin {
         }
         let now = Instant::now();
         let mut not_found = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
-        if not_found.len() >= NOT_FOUND_MAX {
+        if not_found.entries.len() >= NOT_FOUND_MAX {
             // Pruned at most once a TTL (a full walk is about a millisecond, under the
             // lock every miss takes); meanwhile a full memory remembers nothing more.
             if not_found.pruned + self.not_found_ttl > now {
@@ -251,7 +249,7 @@ impl Origin {
             not_found.entries.retain(|_, until| *until > now);
             not_found.pruned = now;
         }
-        if not_found.len() < NOT_FOUND_MAX {
+        if not_found.entries.len() < NOT_FOUND_MAX {
             not_found.entries.insert(*id, now + self.not_found_ttl);
         }
     }
@@ -263,12 +261,6 @@ struct NotFound {
     entries: HashMap<ChunkId, Instant>,
     /// When expired entries were last removed.
     pruned: Instant,
-}
-
-impl NotFound {
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 impl Drop for Origin {

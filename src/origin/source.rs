@@ -101,6 +101,11 @@ impl Source {
         })
     }
 
+    /// The origin.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
     /// Where the origin keeps `id`, for logs and errors.
     pub fn url_of(&self, id: &ChunkId) -> String {
         self.location.url_of(&id.to_string())
