@@ -606,7 +606,7 @@ ver_chunkd=$("$CHUNKD_BIN" --version 2>&1 | awk 'NR == 1')
 ver_git=$(git -C "$(dirname "$CHUNKD_BIN")" rev-parse --short HEAD 2>/dev/null || echo "?")
 
 echo
-echo "nginx_vs_chunkd: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB) on $(df -P "$WORK" | awk 'NR == 2 { print $1 }') ($fstype), $ROUNDS rounds of ${DURATION}s, warm-up ${WARMUP}s"
+echo "nginx_vs_chunkd: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB) on $(df -PT "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }'), $ROUNDS rounds of ${DURATION}s, warm-up ${WARMUP}s"
 echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git); nginx $ver_nginx; $ver_wrk; $ver_fio; $(curl --version | awk 'NR == 1 { print $1, $2 }'); kernel $(uname -r); $(nproc) cores"
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, HTTP/1.1 keep-alive, a random chunk per request; range case: Range: bytes=a-(a+65535), a a random multiple of 65536"
 echo "chunkd: serve --cores $CHUNKD_CORES, $TOTAL_SHARDS devices of $((dev_bytes >> 20)) MiB, scheme 4+1, O_DIRECT via io_uring${CHUNKD_EXTRA_ARGS:+, extra: $CHUNKD_EXTRA_ARGS}"

@@ -639,7 +639,7 @@ ver_git=$(git -C "$(dirname "$CHUNKD_BIN")" rev-parse --short HEAD 2>/dev/null |
 ver_script=$(git -C "$HERE" describe --always --dirty 2>/dev/null || echo "?")
 
 echo
-echo "origin_vs_nginx: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB), $ROUNDS rounds, a fresh chunkd node each; devices on $(df -P "$WORK" | awk 'NR == 2 { print $1 }') ($fstype)"
+echo "origin_vs_nginx: $CHUNKS distinct chunks of 512 KiB ($((CHUNKS * CHUNK_BYTES >> 20)) MiB), $ROUNDS rounds, a fresh chunkd node each; devices on $(df -PT "$WORK" | awk 'NR == 2 { print $1 " (" $2 ")" }')"
 echo "versions: $ver_chunkd ($CHUNKD_BIN, git $ver_git, built $(date -r "$CHUNKD_BIN" '+%F %T')); this script: git $ver_script; nginx $ver_nginx; $ver_wrk; kernel $(uname -r); $(nproc) cores"
 echo "load: wrk -t$THREADS -c$CONNECTIONS, HTTP/1.1 keep-alive, the same id list for every pass: direct and cold every id once, hot-full every id $HOT_REPEAT times, hot-range every id $((HOT_REPEAT * CHUNK_BYTES / RANGE_BYTES)) times with Range: bytes=a-(a+65535), a a multiple of 65536 drawn from a fixed seed (the same requests for both servers)"
 echo "chunkd: serve --cores $CHUNKD_CORES --origin $ORIGIN_URL --memory-cache $MEMORY_CACHE --memory-admission $MEMORY_ADMISSION, $TOTAL_SHARDS file devices of $((dev_bytes >> 20)) MiB${CHUNKD_EXTRA_ARGS:+, extra: $CHUNKD_EXTRA_ARGS}"
